@@ -1,0 +1,39 @@
+"""Cosmos3 world models in plain PyTorch (no ComfyUI imports).
+
+Public API (stable names):
+
+* :func:`load_transformer` — the Mixture-of-Transformers DiT with a cached text tower.
+* :func:`load_vae` — the 48-channel Wan 2.2 VAE.
+* :class:`Cosmos3Pipeline` — T2V / I2V / T2I (and V2V) generation.
+
+Attributes are imported lazily so ``import cosmos3`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_transformer": ".transformer_loading",
+    "Cosmos3Transformer": ".transformer",
+    "TransformerConfig": ".config",
+    "TextKVCache": ".transformer",
+    "load_vae": ".vae_loading",
+    "WanVAE": ".vae",
+    "Cosmos3Pipeline": ".pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'cosmos3' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_LAZY)

@@ -1,0 +1,1 @@
+"""Offline safety checks for prompts and generated frames (no ComfyUI imports)."""

@@ -1,0 +1,57 @@
+"""The pack loads like a ComfyUI custom-node folder under any name; the libraries import without ComfyUI."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from support import REPO_ROOT, load_pack_as_comfyui
+
+
+def test_pack_loads_under_any_folder_name(tmp_path):
+    target = tmp_path / "some.odd-folder name"
+    target.mkdir()
+    for entry in ("__init__.py", "nodes", "cosmos3", "guardrails"):
+        src = REPO_ROOT / entry
+        if src.is_dir():
+            shutil.copytree(src, target / entry, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, target / entry)
+    pack = load_pack_as_comfyui(target)
+    from_repo = load_pack_as_comfyui(REPO_ROOT, "pack_under_other_name")
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(from_repo.NODE_CLASS_MAPPINGS)
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert node_id.startswith("C3MoT"), node_id
+        assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
+        assert isinstance(cls.INPUT_TYPES(), dict)
+
+
+def test_libraries_never_import_comfyui():
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        import cosmos3, guardrails
+        for pkg in (cosmos3, guardrails):
+            for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                if info.name.endswith("__main__"):
+                    continue
+                importlib.import_module(info.name)
+        bad = sorted(m for m in sys.modules if m == "comfy" or m.startswith("comfy.") or m in ("folder_paths", "nodes"))
+        assert not bad, bad
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_install_exposes_only_the_libraries():
+    # ComfyUI has its own top-level `nodes` module; the editable install must never shadow it.
+    code = "import importlib.util as u; import cosmos3, guardrails; print(u.find_spec('nodes') is None)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
