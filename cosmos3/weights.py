@@ -1,0 +1,267 @@
+"""Checked safetensors reading shared by every loader (transformer, VAE, guardrails).
+
+Rules enforced here:
+
+* safetensors only; anything else is refused with a message naming the file (never unpickled);
+* headers are parsed and validated before any tensor is read, so a truncated or corrupt file fails with
+  an error naming that file instead of a cryptic decoder error;
+* tensors are read one at a time (memory-mapped), so a loader that assigns them into a meta-device
+  module never holds two copies of the weights;
+* key mismatches are reported all at once (missing, unexpected, mis-shaped with expected vs found).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or folder is missing, unreadable, corrupt or of the wrong format."""
+
+
+class CheckpointKeyError(CheckpointError):
+    """The tensors in a checkpoint do not match what the model expects."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives and what it looks like, read from a safetensors header."""
+
+    file: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+
+def require_safetensors(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` is an existing ``.safetensors``/``.sft`` file."""
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: only safetensors files are supported (got a '{path.suffix or 'no'}' extension); "
+            "pickle-based formats (.ckpt/.pt/.bin/.pth) are never loaded"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+
+
+def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and validate the header of one safetensors file.
+
+    Returns ``(tensors, metadata)``. Raises :class:`CheckpointError` naming the file when the header is
+    unreadable, a dtype is unknown, or the data section is shorter than the header promises (truncation).
+    """
+    path = Path(path)
+    require_safetensors(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes, truncated or empty)")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > _MAX_HEADER_BYTES or 8 + header_len > size:
+            raise CheckpointError(
+                f"{path}: corrupt or truncated safetensors header (header claims {header_len} bytes, "
+                f"file has {size})"
+            )
+        raw = fh.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    data_size = size - 8 - header_len
+    tensors: dict[str, TensorInfo] = {}
+    for key, entry in header.items():
+        try:
+            dtype_name = entry["dtype"]
+            shape = tuple(int(d) for d in entry["shape"])
+            start, end = (int(o) for o in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: corrupt safetensors header entry for tensor {key!r}") from None
+        if dtype_name not in _DTYPES:
+            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {dtype_name}")
+        if end > data_size or start > end:
+            raise CheckpointError(
+                f"{path}: truncated file: tensor {key!r} needs bytes {start}..{end} of the data section "
+                f"but only {data_size} bytes are present"
+            )
+        tensors[key] = TensorInfo(path, _DTYPES[dtype_name], shape)
+    return tensors, metadata
+
+
+def read_sharded_index(index_path: Path) -> list[Path]:
+    """Return the shard files named by a ``*.safetensors.index.json`` file (validated to exist)."""
+    try:
+        index = json.loads(Path(index_path).read_text())
+        weight_map = index["weight_map"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{index_path}: unreadable safetensors index ({exc})") from None
+    shards = sorted({index_path.parent / name for name in weight_map.values()})
+    missing = [str(s) for s in shards if not s.is_file()]
+    if missing:
+        raise CheckpointError(f"{index_path}: shard files listed in the index are missing: {', '.join(missing)}")
+    return shards
+
+
+def checkpoint_files(path: Path, preferred_stem: str | None = None) -> list[Path]:
+    """Resolve a checkpoint location to its safetensors files.
+
+    ``path`` may be one safetensors file, or a folder holding either a ``*.safetensors.index.json`` (sharded)
+    or safetensors file(s). ``preferred_stem`` (e.g. ``"diffusion_pytorch_model"``) picks among several.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_file():
+        require_safetensors(path)
+        return [path]
+    indexes = sorted(path.glob("*.safetensors.index.json"))
+    if preferred_stem is not None:
+        preferred = [p for p in indexes if p.name.startswith(preferred_stem)]
+        indexes = preferred or indexes
+    if indexes:
+        return read_sharded_index(indexes[0])
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SAFETENSORS_SUFFIXES)
+    if preferred_stem is not None:
+        files = [p for p in files if p.stem == preferred_stem] or files
+    if not files:
+        others = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".bin", ".pt", ".pth", ".ckpt"))
+        hint = f" (found {', '.join(others)}; pickle formats are not loaded)" if others else ""
+        raise CheckpointError(f"{path}: no .safetensors weights in this folder{hint}")
+    if len(files) > 1:
+        raise CheckpointError(
+            f"{path}: several safetensors files and no index json: {', '.join(p.name for p in files)}"
+        )
+    return files
+
+
+class SafetensorsReader(Mapping[str, TensorInfo]):
+    """Read-only view over the tensors of one or more safetensors files, loading tensors on demand."""
+
+    def __init__(self, files: Iterable[Path]):
+        self.files = [Path(f) for f in files]
+        self._infos: dict[str, TensorInfo] = {}
+        self.metadata: dict[str, str] = {}
+        for file in self.files:
+            infos, metadata = read_header(file)
+            for key, info in infos.items():
+                if key in self._infos:
+                    raise CheckpointError(f"{file}: tensor {key!r} is also stored in {self._infos[key].file}")
+                self._infos[key] = info
+            self.metadata.update(metadata)
+        self._handles: dict[Path, object] = {}
+
+    def __getitem__(self, key: str) -> TensorInfo:
+        return self._infos[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def load(self, key: str) -> torch.Tensor:
+        """Load one tensor onto the CPU (memory-mapped read; a fresh tensor each call)."""
+        from safetensors import safe_open
+
+        info = self._infos[key]
+        handle = self._handles.get(info.file)
+        if handle is None:
+            try:
+                handle = safe_open(str(info.file), framework="pt", device="cpu")
+            except Exception as exc:  # safetensors raises its own error types
+                raise CheckpointError(f"{info.file}: cannot open safetensors file ({exc})") from None
+            self._handles[info.file] = handle
+        try:
+            return handle.get_tensor(key)
+        except Exception as exc:
+            raise CheckpointError(f"{info.file}: cannot read tensor {key!r} ({exc})") from None
+
+    def close(self) -> None:
+        self._handles.clear()
+
+    def __enter__(self) -> "SafetensorsReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_keys(
+    expected: Mapping[str, tuple[int, ...]],
+    found: Mapping[str, tuple[int, ...]],
+    source: str,
+    ignored_unexpected: Iterable[str] = (),
+) -> None:
+    """Compare expected and found ``{key: shape}`` maps; raise one error listing every problem.
+
+    ``ignored_unexpected`` holds key prefixes that may be present without being expected (e.g. weights
+    of unused heads that are deliberately skipped).
+    """
+    ignored = tuple(ignored_unexpected)
+    missing = sorted(k for k in expected if k not in found)
+    unexpected = sorted(k for k in found if k not in expected and not k.startswith(ignored))
+    misshaped = sorted(k for k in expected if k in found and tuple(found[k]) != tuple(expected[k]))
+    if not (missing or unexpected or misshaped):
+        return
+    lines = [f"{source}: the checkpoint does not match the model"]
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}):")
+        lines += [f"    {k}  expected shape {list(expected[k])}" for k in missing]
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}):")
+        lines += [f"    {k}  shape {list(found[k])}" for k in unexpected]
+    if misshaped:
+        lines.append(f"  mis-shaped keys ({len(misshaped)}):")
+        lines += [f"    {k}  expected {list(expected[k])}, found {list(found[k])}" for k in misshaped]
+    raise CheckpointKeyError("\n".join(lines))
+
+
+def assign_tensor(module: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Replace parameter or buffer ``name`` (dotted path) of ``module`` with ``tensor`` (no copy).
+
+    Used to fill a module created on the meta device, so no second copy of the weights ever exists.
+    """
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    if leaf in owner._parameters:
+        owner._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+    elif leaf in owner._buffers:
+        owner._buffers[leaf] = tensor
+    else:
+        raise KeyError(f"{type(owner).__name__} has no parameter or buffer {leaf!r} (full name {name!r})")
+
+
+def module_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of every parameter and persistent buffer of ``module``."""
+    return {k: tuple(v.shape) for k, v in module.state_dict(keep_vars=True).items()}
+
+
+def meta_leftovers(module: torch.nn.Module) -> list[str]:
+    """Names of parameters/buffers still on the meta device (i.e. never assigned)."""
+    return [k for k, v in module.state_dict(keep_vars=True).items() if v.is_meta]
