@@ -1,0 +1,1 @@
+"""Keyword blocklist, lemmatiser and LLM judge for prompts."""
