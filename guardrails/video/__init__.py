@@ -1,0 +1,1 @@
+"""Face pixelation (RetinaFace) and the optional content classifier for frames."""
