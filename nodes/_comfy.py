@@ -86,3 +86,37 @@ def throw_if_interrupted() -> None:
     except ComfyUnavailable:
         return
     mm.throw_exception_if_processing_interrupted()
+
+
+def torch_device() -> torch.device:
+    """ComfyUI's main compute device; without ComfyUI, CUDA when available, else the CPU."""
+    try:
+        return model_management().get_torch_device()
+    except ComfyUnavailable:
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def free_memory(required_bytes: int, device: torch.device) -> None:
+    """Ask ComfyUI to unload models until ``required_bytes`` are free on ``device`` (no-op without ComfyUI
+    or on the CPU)."""
+    if torch.device(device).type == "cpu":
+        return
+    try:
+        mm = model_management()
+    except ComfyUnavailable:
+        return
+    mm.free_memory(required_bytes, device)
+
+
+class _NoProgress:
+    def update_absolute(self, value: int, total: int | None = None, preview=None) -> None:
+        pass
+
+
+def progress_bar(total: int):
+    """``comfy.utils.ProgressBar(total)``, or an object with the same ``update_absolute`` that does nothing."""
+    try:
+        utils = _module("comfy.utils")
+    except ComfyUnavailable:
+        return _NoProgress()
+    return utils.ProgressBar(total)
