@@ -202,6 +202,35 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
         except Exception as exc:
             raise CheckpointError(f"{info.file}: cannot read tensor {key!r} ({exc})") from None
 
+    def load_copy(self, key: str) -> torch.Tensor:
+        """Read one tensor into freshly allocated CPU memory with plain file reads (no memory map).
+
+        Unlike :meth:`load`, the result owns its memory and the file's pages are never mapped into the
+        process, so loading a whole model this way costs ~1x its size in resident memory.
+        """
+        info = self._infos[key]
+        offsets = getattr(self, "_copy_offsets", None)
+        if offsets is None:
+            offsets = self._copy_offsets = {}
+        if info.file not in offsets:
+            offsets[info.file] = _data_offsets(info.file)
+        start, end = offsets[info.file][key]
+        out = torch.empty(info.shape, dtype=info.dtype)
+        nbytes = out.numel() * out.element_size()
+        if end - start != nbytes:
+            raise CheckpointError(
+                f"{info.file}: tensor {key!r} occupies {end - start} bytes but {info.dtype} {list(info.shape)} "
+                f"needs {nbytes} (corrupt header)"
+            )
+        if nbytes:
+            view = memoryview(out.view(-1).view(torch.uint8).numpy())
+            with open(info.file, "rb") as fh:
+                fh.seek(start)
+                got = fh.readinto(view)
+            if got != nbytes:
+                raise CheckpointError(f"{info.file}: truncated file while reading tensor {key!r} ({got} of {nbytes} bytes)")
+        return out
+
     def close(self) -> None:
         self._handles.clear()
 
@@ -265,3 +294,13 @@ def module_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 def meta_leftovers(module: torch.nn.Module) -> list[str]:
     """Names of parameters/buffers still on the meta device (i.e. never assigned)."""
     return [k for k, v in module.state_dict(keep_vars=True).items() if v.is_meta]
+
+
+def _data_offsets(path: Path) -> dict[str, tuple[int, int]]:
+    """Absolute ``(start, end)`` byte ranges of every tensor in a safetensors file (header already validated)."""
+    with open(path, "rb") as fh:
+        (header_len,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(header_len).decode("utf-8"))
+    header.pop("__metadata__", None)
+    base = 8 + header_len
+    return {key: (base + int(e["data_offsets"][0]), base + int(e["data_offsets"][1])) for key, e in header.items()}

@@ -1,0 +1,283 @@
+"""Load a Cosmos3 transformer from safetensors without ever holding two copies of the weights.
+
+Accepted layouts:
+
+* a diffusers ``transformer/`` folder (``config.json`` + one ``.safetensors`` or shards with a
+  ``*.safetensors.index.json``), or the pipeline root that contains it;
+* one ``.safetensors`` file with diffusers key names;
+* one ``.safetensors`` file with the original cosmos-framework names (``language_model.model.*`` /
+  ``model.language_model.*``, ``q_proj_moe_gen``, ``vae2llm``, ``time_embedder.mlp.0`` ...), optionally under a
+  ``net.`` / ``model.diffusion_model.`` prefix. Vision-encoder tensors (``model.visual.*``) are dropped.
+
+A single file carries no config: the architecture is inferred from tensor shapes (``config=`` overrides
+any field, e.g. ``{"base_fps": 16}`` for the distilled Image2Video checkpoint).
+
+The model is built on the meta device and each tensor is read (plain file reads, no memory map), converted
+and assigned in turn, so peak host memory stays ~1x the kept weights. ``lm_head.weight`` and the text
+tower's final ``norm.weight`` are accepted (shape-checked) but never read: generation does not use them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import torch
+
+from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
+from .transformer import Cosmos3Transformer
+from .weights import (
+    CheckpointError,
+    CheckpointKeyError,
+    SafetensorsReader,
+    assign_tensor,
+    check_keys,
+    checkpoint_files,
+    meta_leftovers,
+    module_shapes,
+)
+
+# Present in every checkpoint, unused for generation: shape-checked, never loaded.
+UNUSED_KEYS = ("lm_head.weight", "norm.weight")
+ATTENTION_LEAVES = frozenset(
+    {
+        "to_q", "to_k", "to_v", "to_out", "norm_q", "norm_k", "k_norm_und_for_gen",
+        "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "norm_added_q", "norm_added_k",
+    }
+)
+FP32_PREFIXES = ("gen_tower.time_embedder.",)
+
+_OUTER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "net.")
+_LANGUAGE_PREFIXES = ("model.language_model.", "language_model.model.", "language_model.", "model.")
+_VISION_PREFIXES = ("visual.", "vision_model.", "vision_tower.")
+# Generation-side names first: they would otherwise be caught by the shorter text-side names.
+_ATTENTION_RENAMES = {
+    "q_proj_moe_gen": "add_q_proj",
+    "k_proj_moe_gen": "add_k_proj",
+    "v_proj_moe_gen": "add_v_proj",
+    "o_proj_moe_gen": "to_add_out",
+    "q_norm_moe_gen": "norm_added_q",
+    "k_norm_moe_gen": "norm_added_k",
+    "q_proj": "to_q",
+    "k_proj": "to_k",
+    "v_proj": "to_v",
+    "o_proj": "to_out",
+    "q_norm": "norm_q",
+    "k_norm": "norm_k",
+}
+_HEAD_RENAMES = {
+    "vae2llm": "proj_in",
+    "llm2vae": "proj_out",
+    "sound2llm": "audio_proj_in",
+    "llm2sound": "audio_proj_out",
+    "sound_modality_embed": "audio_modality_embed",
+    "action2llm": "action_proj_in",
+    "llm2action": "action_proj_out",
+}
+_TIME_MLP_RENAMES = {"0": "linear_1", "2": "linear_2"}
+_LAYER_RE = re.compile(r"^layers\.(\d+)\.")
+
+
+def load_transformer(
+    path: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str = "cpu",
+    config: str | Path | Mapping[str, Any] | None = None,
+    operations: ModuleType | SimpleNamespace | None = None,
+) -> Cosmos3Transformer:
+    """Load a Cosmos3 transformer for inference.
+
+    Args:
+        path: diffusers ``transformer/`` folder (or the pipeline root holding it) or one ``.safetensors`` file.
+        dtype: parameter/compute dtype (the timestep MLP stays fp32).
+        device: where the weights end up.
+        config: optional override: a dict, a ``config.json`` path or a folder with one; its fields replace
+            the folder's config or the shape-inferred one.
+        operations: ``Linear``/``Embedding`` provider (default ``torch.nn``).
+
+    Raises:
+        CheckpointError: missing/corrupt/non-safetensors files; :class:`CheckpointKeyError` (a subclass) lists
+            every missing, unexpected and mis-shaped tensor at once.
+        ConfigError: unknown or inconsistent config fields.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"load_transformer: dtype must be a floating torch.dtype, got {dtype!r}")
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_dir() and (path / "transformer").is_dir() and not (path / "config.json").is_file():
+        path = path / "transformer"
+    files = checkpoint_files(path, preferred_stem="diffusion_pytorch_model")
+    reader = SafetensorsReader(files)
+    with reader:
+        names = checkpoint_name_map(reader.keys(), source=str(path))
+        shapes = {name: reader[src].shape for name, src in names.items()}
+        cfg = _resolve_config(path, shapes, config)
+        model = Cosmos3Transformer(cfg, operations=operations, device="meta", dtype=dtype)
+        targets = {model_name: checkpoint_key(model_name) for model_name in module_shapes(model)}
+        expected = {targets[n]: s for n, s in module_shapes(model).items()}
+        expected.update(_unused_key_shapes(cfg, shapes))
+        _check(expected, shapes, str(path))
+        device = torch.device(device)
+        for model_name, key in targets.items():
+            tensor = reader.load_copy(names[key])
+            target_dtype = torch.float32 if model_name.startswith(FP32_PREFIXES) else dtype
+            tensor = tensor.to(dtype=target_dtype).to(device)
+            assign_tensor(model, model_name, tensor)
+            del tensor
+    leftovers = meta_leftovers(model)
+    if leftovers:  # defensive: every parameter must have been assigned above
+        raise CheckpointError(f"{path}: parameters were not loaded: {', '.join(leftovers)}")
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- key names
+
+
+def checkpoint_key(model_name: str) -> str:
+    """Diffusers checkpoint key of a :class:`Cosmos3Transformer` parameter name.
+
+    ``text_tower.layers.3.to_q.weight`` -> ``layers.3.self_attn.to_q.weight``;
+    ``gen_tower.proj_in.weight`` -> ``proj_in.weight``; ``text_tower.embed_tokens.weight`` -> ``embed_tokens.weight``.
+    """
+    tower, _, rest = model_name.partition(".")
+    if tower not in ("text_tower", "gen_tower"):
+        raise KeyError(f"not a Cosmos3Transformer parameter name: {model_name!r}")
+    parts = rest.split(".")
+    if parts[0] == "layers" and parts[2] in ATTENTION_LEAVES:
+        parts.insert(2, "self_attn")
+    return ".".join(parts)
+
+
+def normalize_key(key: str) -> str | None:
+    """Map a checkpoint key (diffusers or cosmos-framework layout) to its diffusers name; ``None`` = drop it."""
+    for prefix in _OUTER_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    for prefix in _LANGUAGE_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    if key.startswith(_VISION_PREFIXES):
+        return None
+    parts = key.split(".")
+    if parts[0] == "layers" and len(parts) > 3 and parts[2] == "self_attn":
+        parts[3] = _ATTENTION_RENAMES.get(parts[3], parts[3])
+    elif parts[0] in _HEAD_RENAMES:
+        parts[0] = _HEAD_RENAMES[parts[0]]
+    elif parts[0] == "time_embedder" and len(parts) > 2 and parts[1] == "mlp" and parts[2] in _TIME_MLP_RENAMES:
+        parts[1:3] = [_TIME_MLP_RENAMES[parts[2]]]
+    return ".".join(parts)
+
+
+def checkpoint_name_map(keys: Any, source: str) -> dict[str, str]:
+    """``{diffusers name: key in the file}`` for every kept tensor; raises if two keys map to one name."""
+    names: dict[str, str] = {}
+    clashes: list[str] = []
+    for key in keys:
+        name = normalize_key(key)
+        if name is None:
+            continue
+        if name in names:
+            clashes.append(f"{names[name]!r} and {key!r} both map to {name!r}")
+        names[name] = key
+    if clashes:
+        raise CheckpointKeyError(f"{source}: ambiguous checkpoint keys:\n  " + "\n  ".join(clashes))
+    return names
+
+
+def _unused_key_shapes(cfg: TransformerConfig, found: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    shapes = {"lm_head.weight": (cfg.vocab_size, cfg.hidden_size), "norm.weight": (cfg.hidden_size,)}
+    return {k: v for k, v in shapes.items() if k in found}
+
+
+def _check(expected: dict, found: dict, source: str) -> None:
+    try:
+        check_keys(expected, found, source)
+    except CheckpointKeyError as exc:
+        message = str(exc)
+        if any(k.endswith(("weight_scale", "input_scale")) for k in found if k not in expected):
+            message += "\n  note: FP8 checkpoints with per-tensor scales are not supported yet; use a bf16 checkpoint"
+        raise CheckpointKeyError(message) from None
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def _resolve_config(
+    path: Path, shapes: Mapping[str, tuple[int, ...]], override: str | Path | Mapping[str, Any] | None
+) -> TransformerConfig:
+    extra = load_config_source(override) if override is not None else {}
+    config_file = path / "config.json" if path.is_dir() else None
+    if config_file is not None and config_file.is_file():
+        try:
+            raw = json.loads(config_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{config_file}: unreadable config JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{config_file}: expected a JSON object")
+        return TransformerConfig.from_dict({**raw, **extra}, source=str(config_file))
+    inferred = infer_config(shapes, source=str(path))
+    if inferred["head_dim"] != 128 and "rope_axes_dim" not in extra:
+        raise ConfigError(
+            f"{path}: head_dim is {inferred['head_dim']} (not 128), so the mRoPE sections cannot be inferred; "
+            "pass config={'rope_axes_dim': [t, h, w]}"
+        )
+    source = f"{path} (config inferred from tensor shapes" + (" + override)" if extra else ")")
+    return TransformerConfig.from_dict({**inferred, **extra}, source=source)
+
+
+def infer_config(shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint") -> dict[str, Any]:
+    """Derive the architecture from diffusers-named tensor shapes (used for single-file checkpoints)."""
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in shapes:
+            raise CheckpointKeyError(f"{source}: cannot infer the transformer config: tensor {key!r} is missing")
+        return tuple(shapes[key])
+
+    vocab, hidden = shape("embed_tokens.weight")
+    layers = sorted({int(m.group(1)) for k in shapes if (m := _LAYER_RE.match(k))})
+    if not layers:
+        raise CheckpointKeyError(f"{source}: cannot infer the transformer config: no 'layers.N.*' tensors")
+    head_dim = shape("layers.0.self_attn.norm_added_q.weight")[0]
+    q_rows, kv_rows = shape("layers.0.self_attn.to_q.weight")[0], shape("layers.0.self_attn.to_k.weight")[0]
+    if q_rows % head_dim or kv_rows % head_dim:
+        raise CheckpointKeyError(
+            f"{source}: q/k projection rows ({q_rows}, {kv_rows}) are not multiples of head_dim {head_dim}"
+        )
+    gated = "layers.0.mlp.gate_proj.weight" in shapes
+    und_k_norm = "layers.0.self_attn.k_norm_und_for_gen.weight" in shapes
+    patch_dim = shape("proj_in.weight")[1]
+    values: dict[str, Any] = {
+        "hidden_size": hidden,
+        "vocab_size": vocab,
+        "num_hidden_layers": layers[-1] + 1,
+        "head_dim": head_dim,
+        "num_attention_heads": q_rows // head_dim,
+        "num_key_value_heads": kv_rows // head_dim,
+        "intermediate_size": shape("layers.0.mlp.up_proj.weight")[0],
+        "hidden_act": "silu" if gated else "relu2",
+        "qk_norm_for_text": "layers.0.self_attn.norm_q.weight" in shapes,
+        "use_und_k_norm_for_gen": und_k_norm,
+        "attention_bias": "layers.0.self_attn.to_q.bias" in shapes,
+        "latent_patch_size": 2,
+        "latent_channel": patch_dim // 4,
+        "patch_latent_dim": patch_dim,
+    }
+    if head_dim == 128:
+        values["rope_axes_dim"] = [24, 20, 20]
+    if not gated:  # relu² MLP = Edge (Nemotron backbone) constants
+        values.update(backbone_type=EDGE_BACKBONE, hidden_act="relu2", rms_norm_eps=1e-5, rope_theta=1e8)
+    if "audio_proj_in.weight" in shapes:
+        values.update(sound_gen=True, sound_dim=shape("audio_proj_in.weight")[1])
+    if "action_proj_in.fc.weight" in shapes:
+        domains, flat = shape("action_proj_in.fc.weight")
+        values.update(action_gen=True, action_dim=flat // hidden, num_embodiment_domains=domains)
+    return values
