@@ -93,7 +93,7 @@ def shift_sigmas(sigmas: np.ndarray, shift: float) -> np.ndarray:
 
 
 def native_base_sigmas(steps: int, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> np.ndarray:
-    """The framework's unshifted grid ``linspace(1 − 1/T, 0, N + 1)[:−1]`` (what diffusers receives as ``sigmas=``)."""
+    """The framework's unshifted grid ``linspace(1 − 1/T, 0, N + 1)[:−1]`` (diffusers' ``sigmas=`` input)."""
     steps = _check_steps(steps)
     return np.linspace(1.0 - 1.0 / num_train_timesteps, 0.0, steps + 1)[:-1]
 
@@ -116,7 +116,9 @@ def karras_flow_sigmas(
     """Karras (EDM) sigmas from ``sigma_max`` to ``sigma_min`` mapped to flow sigmas ``σ/(1 + σ)``."""
     steps = _check_steps(steps)
     if not (0 < sigma_min < sigma_max):
-        raise SamplerConfigError(f"karras needs 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        raise SamplerConfigError(
+            f"karras needs 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+        )
     ramp = np.linspace(0, 1, steps)
     min_inv_rho = sigma_min ** (1 / rho)
     max_inv_rho = sigma_max ** (1 / rho)
@@ -157,7 +159,9 @@ def draw_noise(
         gen_type = generator.device.type
         if gen_type != device.type:
             if gen_type != "cpu":
-                raise ValueError(f"cannot draw {device.type} noise from a {gen_type} generator; use a cpu or {device.type} generator")
+                raise ValueError(
+                    f"cannot draw {device.type} noise from a {gen_type} generator; use a cpu or {device.type} generator"
+                )
             rand_device = torch.device("cpu")
     return torch.randn(tuple(shape), generator=generator, device=rand_device, dtype=dtype).to(device)
 
@@ -411,7 +415,9 @@ class DistilledSDESampler(FlowSampler):
         if not values:
             raise SamplerConfigError("distilled sigmas must hold at least one value in (0, 1]")
         if any(not (0.0 < s <= 1.0) for s in values) or any(a <= b for a, b in zip(values, values[1:])):
-            raise SamplerConfigError(f"distilled sigmas must be strictly decreasing values in (0, 1], got {list(sigmas)}")
+            raise SamplerConfigError(
+                f"distilled sigmas must be strictly decreasing values in (0, 1], got {list(sigmas)}"
+            )
         sig32 = torch.from_numpy(np.asarray(values, dtype=np.float32))
         super().__init__(np.asarray(values), sig32 * NUM_TRAIN_TIMESTEPS, state_dtype=state_dtype)
 
@@ -471,7 +477,9 @@ def make_sampler(
         values = list(DISTILLED_SIGMAS if sigmas is None else sigmas)
         n = len(values) - (1 if values and float(values[-1]) == 0.0 else 0)
         if steps is not None and steps != n:
-            raise SamplerConfigError(f"the distilled sampler has a fixed step count of {n} (its sigmas); got steps={steps}")
+            raise SamplerConfigError(
+                f"the distilled sampler has a fixed step count of {n} (its sigmas); got steps={steps}"
+            )
         if shift is not None and float(shift) != 1.0:
             raise SamplerConfigError("the distilled sampler uses fixed sigmas; shift must be omitted (or 1.0)")
         return DistilledSDESampler(values, state_dtype=state_dtype)
@@ -488,7 +496,9 @@ def make_sampler(
         grid_sigmas = native_flow_sigmas(steps, shift) if grid == "native" else diffusers_flow_sigmas(steps, shift)
     elif grid == "karras":
         if shift is not None:
-            raise SamplerConfigError("the 'karras' grid ignores shift; omit it (diffusers silently ignores flow_shift there)")
+            raise SamplerConfigError(
+                "the 'karras' grid ignores shift; omit it (diffusers silently ignores flow_shift there)"
+            )
         grid_sigmas = karras_flow_sigmas(steps, karras_sigma_min, karras_sigma_max)
     else:
         raise SamplerConfigError(f"unknown sigma grid {grid!r}; allowed: {', '.join(SIGMA_GRIDS)}")
@@ -537,10 +547,14 @@ def sampler_from_scheduler_config(
         fixed = cfg.get("fixed_step_sampler_config") or {}
         t_list = fixed.get("t_list")
         if not t_list:
-            raise SamplerConfigError("FlowMatchEulerDiscreteScheduler config without fixed_step_sampler_config.t_list is not a Cosmos3 distilled config")
+            raise SamplerConfigError(
+                "FlowMatchEulerDiscreteScheduler config without fixed_step_sampler_config.t_list "
+                "is not a Cosmos3 distilled config"
+            )
         if not cfg.get("stochastic_sampling", False) or fixed.get("sample_type", "sde") != "sde":
             raise SamplerConfigError("only the stochastic ('sde') distilled sampler is supported")
-        for key in ("use_dynamic_shifting", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas"):
+        unsupported = ("use_dynamic_shifting", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas")
+        for key in unsupported:
             if cfg.get(key):
                 raise SamplerConfigError(f"distilled scheduler config with {key}=true is not supported")
         if float(cfg.get("shift", 1.0)) != 1.0 or cfg.get("shift_terminal"):
@@ -548,9 +562,13 @@ def sampler_from_scheduler_config(
         return make_sampler("distilled_sde", steps, sigmas=t_list, state_dtype=state_dtype)
 
     if class_name not in ("UniPCMultistepScheduler", "Cosmos3EdgeUniPCMultistepScheduler"):
-        raise SamplerConfigError(f"unsupported scheduler class {class_name!r}; allowed: UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler")
+        raise SamplerConfigError(
+            f"unsupported scheduler class {class_name!r}; allowed: UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler"
+        )
     if cfg.get("prediction_type", "epsilon") != "flow_prediction" or not cfg.get("use_flow_sigmas", False):
-        raise SamplerConfigError("only flow-matching UniPC configs are supported (prediction_type='flow_prediction', use_flow_sigmas=true)")
+        raise SamplerConfigError(
+            "only flow-matching UniPC configs are supported (prediction_type='flow_prediction', use_flow_sigmas=true)"
+        )
     for key in ("use_exponential_sigmas", "use_beta_sigmas", "use_dynamic_shifting", "thresholding", "shift_terminal"):
         if cfg.get(key):
             raise SamplerConfigError(f"UniPC config with {key} set is not supported")
@@ -564,11 +582,16 @@ def sampler_from_scheduler_config(
     if cfg.get("use_karras_sigmas", False):
         sigma_min, sigma_max = cfg.get("sigma_min"), cfg.get("sigma_max")
         if sigma_min is None or sigma_max is None:
-            raise SamplerConfigError("karras UniPC configs need sigma_min and sigma_max (the Cosmos3 configs set 0.147 and 200)")
+            raise SamplerConfigError(
+                "karras UniPC configs need sigma_min and sigma_max (the Cosmos3 configs set 0.147 and 200)"
+            )
         sigmas = karras_flow_sigmas(steps, float(sigma_min), float(sigma_max))
     else:
         shift = _check_shift(cfg.get("flow_shift", 1.0))
-        base = native_base_sigmas(steps) if native_flow_schedule else np.linspace(1.0, 1.0 / NUM_TRAIN_TIMESTEPS, steps + 1)[:-1]
+        if native_flow_schedule:
+            base = native_base_sigmas(steps)
+        else:
+            base = np.linspace(1.0, 1.0 / NUM_TRAIN_TIMESTEPS, steps + 1)[:-1]
         sigmas = _flow_branch(base, shift)
     return FlowUniPCSampler(
         sigmas,
