@@ -223,6 +223,9 @@ class Cosmos3Transformer(nn.Module):
         operations: namespace providing ``Linear`` and ``Embedding`` (``torch.nn`` signature); default ``torch.nn``.
         device: where parameters are created (``"meta"`` for loading without allocating).
         dtype: parameter and compute dtype (the timestep MLP is always fp32).
+
+    Runtime attributes: ``attention_backend`` (validated kernel name, default ``"sdpa"``), ``compute_dtype``
+    (activation dtype; update it if you cast the weights by hand) and ``time_embedding_per_token``.
     """
 
     def __init__(
@@ -240,6 +243,10 @@ class Cosmos3Transformer(nn.Module):
         self.text_tower: TextTower | None = TextTower(config, ops, factory)
         self.gen_tower = GenTower(config, ops, factory)
         self._attention_backend = "sdpa"
+        # True: run the timestep MLP once per noisy token, like diffusers, instead of once per step. The
+        # result is the same math; only a GEMM's row-count-dependent fp32 rounding changes, which makes
+        # bf16 outputs bit-identical to diffusers at the cost of an [N, hidden] fp32 MLP per step.
+        self.time_embedding_per_token = False
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ settings
@@ -350,10 +357,11 @@ class Cosmos3Transformer(nn.Module):
         per_frame = rows * cols
         tokens = _patchify(latents[0].to(device=device, dtype=dtype), p, rows, cols)  # [T*rows*cols, p*p*C]
         hidden = tower.proj_in(tokens)
-        t_emb = self._timestep_embedding(t_value, device).to(hidden.dtype)  # [1, H]
+        rows_t = len(noisy) * per_frame if self.time_embedding_per_token else 1
+        t_emb = self._timestep_embedding(t_value, device, rows_t).to(hidden.dtype)  # [1 or N_noisy, H]
         hidden = hidden.view(frames, per_frame, -1)
         noisy_idx = torch.tensor(noisy, dtype=torch.long, device=device)
-        hidden[noisy_idx] = hidden[noisy_idx] + t_emb
+        hidden[noisy_idx] = hidden[noisy_idx] + t_emb.view(-1, per_frame if rows_t > 1 else 1, t_emb.shape[-1])
         hidden = hidden.view(frames * per_frame, -1)
 
         cos, sin = self._gen_rope(cache.text_len, frames, rows, cols, float(fps), device, hidden.dtype)
@@ -452,10 +460,12 @@ class Cosmos3Transformer(nn.Module):
                 f"got {cache.num_layers} layers of {list(cache.keys[0].shape) if cache.keys else []})"
             )
 
-    def _timestep_embedding(self, timestep: int | float, device: torch.device) -> torch.Tensor:
-        """[1, hidden] fp32 (or the time MLP's dtype) embedding of ``timestep * timestep_scale``."""
+    def _timestep_embedding(self, timestep: int | float, device: torch.device, rows: int = 1) -> torch.Tensor:
+        """[rows, hidden] fp32 (or the time MLP's dtype) embedding of ``timestep * timestep_scale`` (rows identical)."""
         embedder = self.gen_tower.time_embedder
         sinusoid = timestep_sinusoid(timestep, self.config.timestep_scale, device)
+        if rows > 1:
+            sinusoid = sinusoid.expand(rows, -1).contiguous()
         return embedder(sinusoid.to(embedder.linear_1.weight.dtype))
 
     def _gen_rope(

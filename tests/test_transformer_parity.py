@@ -95,6 +95,18 @@ def test_fps_changes_video_positions(pair):
     assert (at16 - reference_velocity(reference, ids, latents, 900, 16.0)).abs().max() <= TOL
 
 
+def test_per_token_time_embedding_matches_too(pair):
+    reference, model, config = pair
+    ids = _prompt(config, 6, seed=16)
+    latents = torch.randn(1, 48, 3, 3, 4, generator=torch.Generator().manual_seed(17))
+    model.time_embedding_per_token = True
+    try:
+        got = model.velocity(latents, 937.5, model.encode_text(ids), fps=16.0, condition_frames=(0,))
+    finally:
+        model.time_embedding_per_token = False
+    assert (got - reference_velocity(reference, ids, latents, 937.5, 16.0, (0,))).abs().max().item() <= TOL
+
+
 def test_math_backend_matches_too(pair):
     reference, model, config = pair
     ids = _prompt(config, 7, seed=12)
@@ -110,10 +122,14 @@ def test_math_backend_matches_too(pair):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_bf16_follows_the_same_rounding(name, tmp_path):
-    """bf16: same algorithm and cast points as diffusers (bitwise equal on CPU in practice)."""
+    """bf16 uses diffusers' cast points and op order: with the per-token timestep MLP the outputs are bitwise equal.
+
+    The default (one timestep-MLP row per step) differs only by the fp32 rounding of a GEMM with a different
+    row count; in bf16 that can flip an ulp of the embedding, hence the looser check for the default path.
+    """
     from diffusers import Cosmos3OmniTransformer
 
-    config = tiny_config(name)
+    config = tiny_config(name, num_hidden_layers=4)
     folder = save_folder(build_reference(config, seed=2), tmp_path)
     reference = Cosmos3OmniTransformer.from_pretrained(str(folder), torch_dtype=torch.bfloat16).eval()
     model = load_transformer(folder, dtype=torch.bfloat16)
@@ -122,11 +138,15 @@ def test_bf16_follows_the_same_rounding(name, tmp_path):
     ids = _prompt(config, 12, seed=14)
     cache = model.encode_text(ids)
     generator = torch.Generator().manual_seed(15)
-    for frames, height, width, fps, cond, timestep in (CASES["t2i_odd"], CASES["t2v_fps16"], CASES["i2v"], CASES["t2v_fps30_float_t"]):
+    for case in ("t2i_odd", "t2v_fps16", "i2v", "t2v_fps30_float_t"):
+        frames, height, width, fps, cond, timestep = CASES[case]
         latents = torch.randn(1, 48, frames, height, width, generator=generator).bfloat16()
         expected = reference_velocity(reference, ids, latents, timestep, fps, cond)
-        got = model.velocity(latents, timestep, cache, fps=fps, condition_frames=cond)
-        assert got.dtype == expected.dtype == torch.bfloat16
-        same = (got == expected).float().mean().item()
-        assert same >= 0.99, f"only {same:.2%} of bf16 outputs are bitwise equal"
-        assert (got.float() - expected.float()).abs().max().item() <= 0.03 * expected.float().abs().max().item()
+        model.time_embedding_per_token = True
+        exact = model.velocity(latents, timestep, cache, fps=fps, condition_frames=cond)
+        model.time_embedding_per_token = False
+        default = model.velocity(latents, timestep, cache, fps=fps, condition_frames=cond)
+        assert exact.dtype == default.dtype == expected.dtype == torch.bfloat16
+        assert torch.equal(exact, expected), case
+        scale = expected.float().abs().max().item()
+        assert (default.float() - expected.float()).abs().max().item() <= 0.05 * scale, case
