@@ -319,7 +319,7 @@ class Cosmos3Transformer(nn.Module):
         latents: torch.Tensor,
         timestep: int | float | torch.Tensor,
         cache: TextKVCache,
-        fps: float = 24.0,
+        fps: float | None = 24.0,
         condition_frames: Iterable[int] = (),
     ) -> torch.Tensor:
         """Predict the rectified-flow velocity ``noise - x0`` for one denoising step.
@@ -329,7 +329,8 @@ class Cosmos3Transformer(nn.Module):
             timestep: scheduler timestep in [0, 1000] (int, or float for distilled samplers); the model sees
                 ``timestep * timestep_scale`` computed in fp32.
             cache: text K/V from :meth:`encode_text` (moved to the generation tower's device if needed).
-            fps: video frame rate (fps modulation of temporal positions; ignored for a single frame).
+            fps: video frame rate (fps modulation of temporal positions; ignored for a single frame;
+                ``None`` = integer frame positions, as when the config disables fps modulation).
             condition_frames: latent frame indices that are clean conditioning (no timestep embedding,
                 zero velocity in the output).
 
@@ -342,8 +343,10 @@ class Cosmos3Transformer(nn.Module):
         channels, frames, height, width = self._check_latents(latents)
         noisy = self._noisy_frames(condition_frames, frames)
         t_value = self._check_timestep(timestep)
-        if fps is None or not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-            raise ValueError(f"velocity: fps must be a positive number, got {fps!r}")
+        if fps is not None and not (
+            isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0
+        ):
+            raise ValueError(f"velocity: fps must be a positive number or None, got {fps!r}")
         self._check_cache(cache)
         if cache.device != device:
             cache = cache.to(device)
@@ -364,7 +367,8 @@ class Cosmos3Transformer(nn.Module):
         hidden[noisy_idx] = hidden[noisy_idx] + t_emb.view(-1, per_frame if rows_t > 1 else 1, t_emb.shape[-1])
         hidden = hidden.view(frames * per_frame, -1)
 
-        cos, sin = self._gen_rope(cache.text_len, frames, rows, cols, float(fps), device, hidden.dtype)
+        fps = None if fps is None else float(fps)
+        cos, sin = self._gen_rope(cache.text_len, frames, rows, cols, fps, device, hidden.dtype)
         length = hidden.shape[0]
         nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         for index, layer in enumerate(tower.layers):
@@ -469,10 +473,11 @@ class Cosmos3Transformer(nn.Module):
         return embedder(sinusoid.to(embedder.linear_1.weight.dtype))
 
     def _gen_rope(
-        self, text_len: int, frames: int, rows: int, cols: int, fps: float, device: torch.device, dtype: torch.dtype
+        self, text_len: int, frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
+        dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
-        use_fps = cfg.enable_fps_modulation and frames > 1
+        use_fps = cfg.enable_fps_modulation and fps is not None and frames > 1
         key = (text_len, frames, rows, cols, fps if use_fps else None, str(device), dtype)
         tables = self._rope_cache.get(key)
         if tables is None:

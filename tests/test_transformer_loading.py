@@ -61,14 +61,14 @@ def _assert_runs_like(model, reference, config) -> None:
 # ---------------------------------------------------------------------------------------------- layouts
 
 
-def test_diffusers_folder(qwen):
+def test_diffusers_folder(qwen, tmp_path):
     reference, folder, config = qwen
     model = load_transformer(folder, dtype=torch.float32)
     assert model.config.sound_gen and model.config.action_gen
     _assert_same_weights(model, reference)
     _assert_runs_like(model, reference, config)
     # The pipeline root (holding transformer/) is accepted too.
-    root = folder.parent / "pipeline_root"
+    root = tmp_path / "pipeline_root"
     root.mkdir()
     (root / "transformer").symlink_to(folder, target_is_directory=True)
     assert load_transformer(root, dtype=torch.float32).config == model.config

@@ -107,6 +107,15 @@ def test_per_token_time_embedding_matches_too(pair):
     assert (got - reference_velocity(reference, ids, latents, 937.5, 16.0, (0,))).abs().max().item() <= TOL
 
 
+def test_no_fps_means_integer_frame_positions(pair):
+    reference, model, config = pair
+    ids = _prompt(config, 6, seed=18)
+    latents = torch.randn(1, 48, 3, 2, 2, generator=torch.Generator().manual_seed(19))
+    got = model.velocity(latents, 400, model.encode_text(ids), fps=None)
+    assert (got - reference_velocity(reference, ids, latents, 400, None)).abs().max().item() <= TOL
+    assert torch.equal(got, model.velocity(latents, 400, model.encode_text(ids), fps=24.0))  # 24 == base fps
+
+
 def test_math_backend_matches_too(pair):
     reference, model, config = pair
     ids = _prompt(config, 7, seed=12)
