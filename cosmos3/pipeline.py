@@ -1,0 +1,200 @@
+"""End-to-end Cosmos3 generation: text-to-video, image-to-video, text-to-image and video-to-video.
+
+:class:`Cosmos3Pipeline` composes the pieces the ComfyUI nodes also use one by one:
+:func:`~cosmos3.text_encoding.encode_prompt` (text tower once per prompt),
+:func:`~cosmos3.conditioning.encode_image_condition` (I2V) / ``encode_video_condition`` (V2V),
+:func:`~cosmos3.sampling.sample` (generation tower per step) and the VAE decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import CheckpointInfo
+from .conditioning import ImageCondition, encode_image_condition, encode_video_condition
+from .sampling import SCHEDULES, StepInfo, sample
+from .sizes import GenerationDefaults, Mode, Variant, check_generation_size, generation_defaults, variant_from_config
+from .text_encoding import EncodedPrompt, encode_prompt
+from .tokenizer import PromptTokenizer, load_text_tokenizer
+from .transformer import Cosmos3Transformer
+from .transformer_loading import load_transformer
+from .vae import WanVAE
+from .vae_loading import load_vae
+
+ProgressCallback = Callable[[int, int, torch.Tensor], None]
+
+
+def latents_to_frames(pixels: torch.Tensor) -> torch.Tensor:
+    """VAE output ``[1, 3, F, H, W]`` in [-1, 1] -> float32 frames ``[F, H, W, 3]`` in [0, 1] on the CPU."""
+    return (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).contiguous().cpu()
+
+
+class Cosmos3Pipeline:
+    """A loaded Cosmos3 checkpoint: transformer (two towers), Wan 2.2 VAE, tokenizer and checkpoint flags."""
+
+    def __init__(
+        self,
+        transformer: Cosmos3Transformer,
+        vae: WanVAE,
+        tokenizer: PromptTokenizer,
+        info: CheckpointInfo | None = None,
+    ):
+        self.transformer = transformer
+        self.vae = vae
+        self.tokenizer = tokenizer
+        self.info = info
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint_dir: str | Path,
+        dtype: torch.dtype = torch.bfloat16,
+        device: torch.device | str = "cpu",
+        *,
+        vae_path: str | Path | None = None,
+        vae_dtype: torch.dtype | None = None,
+    ) -> "Cosmos3Pipeline":
+        """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
+
+        ``vae_path`` overrides the VAE location (e.g. ComfyUI's ``wan2.2_vae.safetensors``).
+        """
+        info = CheckpointInfo.read(checkpoint_dir)
+        transformer = load_transformer(info.root / "transformer", dtype=dtype, device=device)
+        vae = load_vae(vae_path or info.root / "vae", dtype=vae_dtype or dtype, device=device)
+        tokenizer = load_text_tokenizer(info.root, vocab_size=transformer.config.vocab_size)
+        return cls(transformer, vae, tokenizer, info)
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def variant(self) -> Variant:
+        return variant_from_config(self.transformer.config)
+
+    def defaults(self, mode: Mode | str) -> GenerationDefaults:
+        """Framework default parameters for ``mode`` on this checkpoint."""
+        kind = self.info.kind if self.info is not None else "base"
+        return generation_defaults(mode, self.variant, kind)
+
+    @staticmethod
+    def mode_for(num_frames: int | None, image: Any = None, video: Any = None) -> Mode:
+        if image is not None and video is not None:
+            raise ValueError("pass either image (image-to-video) or video (video-to-video), not both")
+        if num_frames == 1:
+            if image is not None or video is not None:
+                raise ValueError("image/video conditioning needs num_frames > 1 (one frame is text-to-image)")
+            return Mode.TEXT2IMAGE
+        if image is not None:
+            return Mode.IMAGE2VIDEO
+        if video is not None:
+            return Mode.VIDEO2VIDEO
+        return Mode.TEXT2VIDEO
+
+    # ------------------------------------------------------------------ steps
+    def encode_prompt(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any) -> EncodedPrompt:
+        """See :func:`cosmos3.text_encoding.encode_prompt` (keyword arguments pass through)."""
+        return encode_prompt(self.transformer, self.tokenizer, prompt, negative_prompt, **kwargs)
+
+    def decode(self, latents: torch.Tensor, *, tiled: bool | None = None, progress: Any = None) -> torch.Tensor:
+        """Normalised latents ``[1, 48, T', h, w]`` -> frames ``[F, H, W, 3]`` float32 in [0, 1] on the CPU."""
+        raw = self.vae.denormalize(latents.to(self.vae.device))
+        pixels = self.vae.decode(raw, tiled=tiled, progress=progress, output_device="cpu")
+        return latents_to_frames(pixels)
+
+    # ------------------------------------------------------------------ all in one
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str | None = None,
+        image: Any = None,
+        video: Any = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        fps: float = 24.0,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+        schedule: str | None = None,
+        shift: float | None = None,
+        prompt_style: str = "framework",
+        use_system_prompt: bool | None = None,
+        callback: ProgressCallback | None = None,
+        *,
+        guidance_interval: Sequence[float] | None = None,
+        condition_frames: Sequence[int] = (0, 1),
+        video_keep: str = "first",
+        strict_sizes: bool = True,
+        tiled_decode: bool | None = None,
+        guardrail: Any = None,
+        return_latents: bool = False,
+    ) -> torch.Tensor:
+        """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
+
+        The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``
+        video-to-video (clean latent frames ``condition_frames`` from the ``video_keep`` end of the clip),
+        otherwise text-to-video. Unset size/steps/guidance/schedule/shift take the framework defaults for the
+        mode and checkpoint (:meth:`defaults`). ``schedule`` is one of :data:`cosmos3.sampling.SCHEDULES`.
+        ``callback(step, total, latents)`` runs after every step; an exception it raises stops generation.
+        ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last.
+        ``return_latents`` returns the normalised latents instead of decoding them.
+        """
+        mode = self.mode_for(num_frames, image, video)
+        d = self.defaults(mode)
+        num_frames = d.num_frames if num_frames is None else num_frames
+        height = d.height if height is None else height
+        width = d.width if width is None else width
+        steps = d.steps if steps is None and d.sampler != "distilled_sde" else steps
+        guidance = d.guidance if guidance_scale is None else guidance_scale
+        if schedule is None:
+            schedule = "distilled" if d.sampler == "distilled_sde" else "native"
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if shift is None and schedule in ("native", "euler", "diffusers"):
+            shift = d.shift if d.shift is not None else 3.0
+        check_generation_size(height, width, num_frames, fps, variant=self.variant, strict=strict_sizes)
+        if prompt_style == "diffusers" and use_system_prompt is None and self.info is not None:
+            use_system_prompt = self.info.default_use_system_prompt
+
+        if guardrail is not None:
+            guardrail.ensure_prompt_safe(prompt)
+        encoded = self.encode_prompt(
+            prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps,
+            prompt_style=prompt_style, use_system_prompt=use_system_prompt, with_negative=guidance != 1.0,
+            offload_device=None,
+        )
+        condition: ImageCondition | None = None
+        if image is not None:
+            condition = encode_image_condition(self.vae, image, num_frames=num_frames, height=height, width=width)
+        elif video is not None:
+            condition = encode_video_condition(
+                self.vae, video, num_frames=num_frames, height=height, width=width,
+                condition_frames=condition_frames, keep=video_keep,
+            )
+
+        step_callback = None
+        if callback is not None:
+            def step_callback(info: StepInfo) -> None:
+                callback(info.index, info.total, info.latents)
+
+        info = self.info
+        latents = sample(
+            self.transformer, encoded, num_frames=num_frames, height=height, width=width, fps=fps,
+            steps=steps, guidance_scale=guidance, seed=seed, schedule=schedule, shift=shift,
+            condition=condition, guidance_interval=guidance_interval,
+            scheduler_config=info.scheduler_config if info is not None else None,
+            native_flow_schedule=info.use_native_flow_schedule if info is not None else False,
+            distilled_sigmas=info.distilled_sigmas if info is not None else None,
+            callback=step_callback,
+        )
+        if return_latents:
+            return latents
+        frames = self.decode(latents, tiled=tiled_decode)
+        if guardrail is not None:
+            checked, report = guardrail.check_images(frames)
+            if checked is None:
+                raise ValueError(f"the guardrail blocked the generated frames:\n{report}")
+            frames = checked
+        return frames
