@@ -1,0 +1,111 @@
+"""Tiny model files laid out like a ComfyUI install, shared by the stub tests and the real-server test.
+
+:func:`install_fixtures` writes everything a test workflow may reference into a ``models/`` dir (and
+test images into an ``input/`` dir) and returns a :class:`Fixtures` record whose ``names`` map the
+placeholder names used in shipped workflows (``wan2.2_vae.safetensors`` …) to what was installed, so
+workflows can be rewritten to the fixtures (:func:`rewrite_names`).
+
+To add a model kind (e.g. the tiny Cosmos3 checkpoint), write an ``install_<kind>(models_dir)`` function
+that returns ``{placeholder: installed name}`` and append it to :data:`INSTALLERS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import tiny_vae
+
+# A Wan 2.2-architecture VAE at the smallest widths that still work (≈1M parameters).
+TINY_VAE_CONFIG = dict(tiny_vae.diffusers_tiny_config(3, base_dim=8, decoder_base_dim=8), _class_name="AutoencoderKLWan")
+VAE_FILE = "wan2.2_vae.safetensors"
+TEST_IMAGE = "c3mot_test.png"
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_vae_state() -> dict[str, torch.Tensor]:
+    """Weights of the tiny VAE in the diffusers layout (built with cosmos3's own module; no diffusers import)."""
+    from cosmos3.vae import WanVAE
+    from cosmos3.vae_config import WanVAEConfig
+
+    model = WanVAE(WanVAEConfig.from_diffusers(TINY_VAE_CONFIG))
+    tiny_vae.randomize_(model, seed=3)
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+
+
+def write_vae_folder(folder: Path, state: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """A diffusers ``AutoencoderKLWan`` folder (config.json + diffusion_pytorch_model.safetensors)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(dict(state or tiny_vae_state()), str(folder / "diffusion_pytorch_model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(TINY_VAE_CONFIG))
+    return folder
+
+
+def write_vae_file(path: Path, state: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """A single file with original Wan 2.2 key names (like ComfyUI's wan2.2_vae.safetensors) + config.json
+    beside it (the tiny widths are not the Wan 2.2 defaults)."""
+    return tiny_vae.write_original_layout_file(Path(path), dict(state or tiny_vae_state()), config=TINY_VAE_CONFIG)
+
+
+def install_vae(models_dir: Path) -> dict[str, str]:
+    """models/vae/wan2.2_vae.safetensors (tiny, original layout)."""
+    write_vae_file(Path(models_dir) / "vae" / VAE_FILE)
+    return {VAE_FILE: VAE_FILE}
+
+
+def write_test_image(input_dir: Path, name: str = TEST_IMAGE, width: int = 32, height: int = 32, seed: int = 0) -> Path:
+    """A smooth RGB test picture (PNG) in ComfyUI's input dir."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(seed)
+    ys = torch.linspace(0, 1, height).view(height, 1, 1)
+    xs = torch.linspace(0, 1, width).view(1, width, 1)
+    rgb = torch.rand(1, 1, 3, generator=gen)
+    pixels = ((0.5 * ys + 0.5 * xs) * rgb + 0.2 * torch.rand(height, width, 3, generator=gen)).clamp(0, 1)
+    path = Path(input_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((pixels * 255).round().to(torch.uint8).numpy()).save(path)
+    return path
+
+
+INSTALLERS: list[Callable[[Path], dict[str, str]]] = [install_vae]
+
+
+@dataclass
+class Fixtures:
+    models_dir: Path
+    input_dir: Path
+    names: dict[str, str] = field(default_factory=dict)  # placeholder in workflows -> installed name
+
+
+def install_fixtures(models_dir: Path, input_dir: Path) -> Fixtures:
+    """Run every installer of :data:`INSTALLERS` and write the test image."""
+    names: dict[str, str] = {}
+    for installer in INSTALLERS:
+        names.update(installer(Path(models_dir)))
+    write_test_image(Path(input_dir))
+    names.setdefault("example.png", TEST_IMAGE)
+    return Fixtures(Path(models_dir), Path(input_dir), names)
+
+
+def rewrite_names(prompt: Mapping[str, Any], names: Mapping[str, str], input_image: str = TEST_IMAGE) -> dict:
+    """A copy of an API prompt with model file names replaced by the installed fixtures, every
+    ``LoadImage`` pointed at the test image, and sizes kept as they are."""
+    out = json.loads(json.dumps(prompt))
+    for node in out.values():
+        inputs = node.get("inputs", {})
+        for key, value in list(inputs.items()):
+            if isinstance(value, str) and value in names:
+                inputs[key] = names[value]
+        if node.get("class_type") == "LoadImage":
+            inputs["image"] = input_image
+    return out
