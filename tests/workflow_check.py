@@ -850,7 +850,7 @@ CORE_STAND_INS: dict[str, type] = {
     "PrimitiveString": _primitive("PrimitiveString", "STRING", {}),
     "PrimitiveStringMultiline": _primitive("PrimitiveStringMultiline", "STRING", {"multiline": True}),
     "PrimitiveInt": _primitive("PrimitiveInt", "INT", {"min": -_MAXSIZE, "max": _MAXSIZE, "control_after_generate": True}),
-    "PrimitiveFloat": _primitive("PrimitiveFloat", "FLOAT", {"min": -float(_MAXSIZE), "max": float(_MAXSIZE)}),
+    "PrimitiveFloat": _primitive("PrimitiveFloat", "FLOAT", {"min": -_MAXSIZE, "max": _MAXSIZE}),
     "PrimitiveBoolean": _primitive("PrimitiveBoolean", "BOOLEAN", {}),
 }
 CORE_NODES = tuple(CORE_STAND_INS)
