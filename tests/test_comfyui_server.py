@@ -11,7 +11,8 @@ What it checks: the server starts with the pack symlinked into a custom-node fol
 weights (:mod:`tiny_models`) mounted through ``--extra-model-paths-config``; the log has no
 ``IMPORT FAILED`` for the pack; ``/object_info`` lists every node id of ours and the core nodes frozen
 in :mod:`workflow_check` match the server's declarations; every API workflow in ``workflows/api/*.json``
-(plus built-in smoke workflows for the VAE / latent nodes) is rewritten to the fixture names, queued on
+(plus built-in smoke workflows for the VAE / latent nodes, plus ``*.json`` in the folders named by
+``C3MOT_API_WORKFLOWS``) is rewritten to the fixture names, queued on
 ``/prompt``, finishes with status success, and each output file is fetched through ``/view``.
 """
 
@@ -88,7 +89,12 @@ def builtin_workflow(name: str, pack) -> dict:
 
 
 def _shipped() -> list[Path]:
-    return sorted(p for pattern in API_WORKFLOW_GLOBS for p in REPO_ROOT.glob(pattern))
+    """``workflows/api/*.json`` plus ``*.json`` in the folders listed in ``C3MOT_API_WORKFLOWS``
+    (``os.pathsep``-separated; for trying your own API workflows against the server)."""
+    found = [p for pattern in API_WORKFLOW_GLOBS for p in REPO_ROOT.glob(pattern)]
+    for folder in filter(None, os.environ.get("C3MOT_API_WORKFLOWS", "").split(os.pathsep)):
+        found.extend(Path(folder).glob("*.json"))
+    return sorted(found)
 
 
 def test_pack_imports_and_registers(server, pack):
@@ -157,6 +163,7 @@ def test_workflow_runs_on_the_server(server, pack, workflow):
         api = builtin_workflow(workflow, pack)
     else:
         api = json.loads(next(p for p in _shipped() if p.name == workflow).read_text())
+        wc.check_api_workflow(api, wc.node_specs(pack.NODE_CLASS_MAPPINGS), name=workflow)
     api = rewrite_names(api, server.fixtures.names)
     prompt_id = server.queue(api)
     entry = server.wait(prompt_id, timeout=600)
