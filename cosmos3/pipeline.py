@@ -16,12 +16,14 @@ import torch
 
 from .checkpoint import CheckpointInfo
 from .conditioning import ImageCondition, encode_image_condition, encode_video_condition
+from .offload import TEXT_TOWER_MODES, TextTowerResidency
 from .sampling import SCHEDULES, StepInfo, sample
 from .sizes import GenerationDefaults, Mode, Variant, check_generation_size, generation_defaults, variant_from_config
-from .text_encoding import EncodedPrompt, encode_prompt
+from .step_cache import StepCache
+from .text_encoding import EncodedPrompt, PromptKVCache, encode_prompt
 from .tokenizer import PromptTokenizer, load_text_tokenizer
 from .transformer import Cosmos3Transformer
-from .transformer_loading import load_transformer
+from .transformer_loading import load_text_tower, load_transformer
 from .vae import WanVAE
 from .vae_loading import load_vae
 
@@ -33,8 +35,29 @@ def latents_to_frames(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).contiguous().cpu()
 
 
+def text_tower_mode(offload_text_tower: bool | str) -> str:
+    """``False`` -> ``"keep"``, ``True`` -> ``"offload"``, or one of :data:`cosmos3.offload.TEXT_TOWER_MODES`."""
+    if offload_text_tower is False or offload_text_tower is None:
+        return "keep"
+    if offload_text_tower is True:
+        return "offload"
+    if offload_text_tower not in TEXT_TOWER_MODES:
+        raise ValueError(
+            f"offload_text_tower {offload_text_tower!r} is not supported; allowed: True, False, "
+            + ", ".join(repr(m) for m in TEXT_TOWER_MODES)
+        )
+    return offload_text_tower
+
+
 class Cosmos3Pipeline:
-    """A loaded Cosmos3 checkpoint: transformer (two towers), Wan 2.2 VAE, tokenizer and checkpoint flags."""
+    """A loaded Cosmos3 checkpoint: transformer (two towers), Wan 2.2 VAE, tokenizer and checkpoint flags.
+
+    Speed/memory settings (attributes, read by :meth:`generate`): ``cfg_batch`` (cond + uncond in one batched
+    generation-tower pass), ``step_cache`` (a :class:`~cosmos3.step_cache.StepCache` or ``None``),
+    ``text_residency`` (:class:`~cosmos3.offload.TextTowerResidency`: whether the text tower leaves the device
+    after encoding) and ``prompt_cache`` (:class:`~cosmos3.text_encoding.PromptKVCache`: K/V of recent prompts,
+    so repeating a prompt needs no text tower).
+    """
 
     def __init__(
         self,
@@ -42,11 +65,18 @@ class Cosmos3Pipeline:
         vae: WanVAE,
         tokenizer: PromptTokenizer,
         info: CheckpointInfo | None = None,
+        *,
+        text_residency: TextTowerResidency | None = None,
+        prompt_cache: PromptKVCache | None = None,
     ):
         self.transformer = transformer
         self.vae = vae
         self.tokenizer = tokenizer
         self.info = info
+        self.text_residency = text_residency or TextTowerResidency(transformer, "keep")
+        self.prompt_cache = prompt_cache
+        self.cfg_batch = False
+        self.step_cache: StepCache | None = None
 
     @classmethod
     def from_pretrained(
@@ -57,16 +87,43 @@ class Cosmos3Pipeline:
         *,
         vae_path: str | Path | None = None,
         vae_dtype: torch.dtype | None = None,
+        weight_storage: str | torch.dtype | None = None,
+        offload_text_tower: bool | str = False,
+        text_offload_device: torch.device | str = "cpu",
+        prompt_cache: int | None = None,
+        attention_backend: str | None = None,
     ) -> "Cosmos3Pipeline":
         """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
 
         ``vae_path`` overrides the VAE location (e.g. ComfyUI's ``wan2.2_vae.safetensors``).
+        ``weight_storage``: see :func:`~cosmos3.transformer_loading.load_transformer` (``"fp8_e4m3fn"``).
+        ``offload_text_tower``: ``False``/``"keep"`` (default), ``True``/``"offload"`` (text tower waits on
+        ``text_offload_device`` and visits ``device`` only to encode a new prompt) or ``"drop"`` (freed after
+        encoding, reloaded from the checkpoint for a new prompt). ``prompt_cache``: how many prompts' K/V to
+        keep (default 4 when the text tower is evicted, else 0). ``attention_backend``: see
+        :mod:`cosmos3.attention`.
         """
+        mode = text_tower_mode(offload_text_tower)
         info = CheckpointInfo.read(checkpoint_dir)
-        transformer = load_transformer(info.root / "transformer", dtype=dtype, device=device)
+        transformer_path = info.root / "transformer"
+        transformer = load_transformer(
+            transformer_path, dtype=dtype, device=device, weight_storage=weight_storage,
+            text_tower_device=text_offload_device if mode != "keep" else None,
+        )
+        if attention_backend is not None:
+            transformer.attention_backend = attention_backend
+        reload = None
+        if mode == "drop":
+            def reload():
+                return load_text_tower(transformer_path, dtype=dtype, device=device, weight_storage=weight_storage)
+        residency = TextTowerResidency(transformer, mode, device=device, offload_device=text_offload_device, reload=reload)
+        entries = prompt_cache if prompt_cache is not None else (4 if mode != "keep" else 0)
         vae = load_vae(vae_path or info.root / "vae", dtype=vae_dtype or dtype, device=device)
         tokenizer = load_text_tokenizer(info.root, vocab_size=transformer.config.vocab_size)
-        return cls(transformer, vae, tokenizer, info)
+        return cls(
+            transformer, vae, tokenizer, info, text_residency=residency,
+            prompt_cache=PromptKVCache(entries) if entries else None,
+        )
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -94,8 +151,17 @@ class Cosmos3Pipeline:
 
     # ------------------------------------------------------------------ steps
     def encode_prompt(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any) -> EncodedPrompt:
-        """See :func:`cosmos3.text_encoding.encode_prompt` (keyword arguments pass through)."""
-        return encode_prompt(self.transformer, self.tokenizer, prompt, negative_prompt, **kwargs)
+        """See :func:`cosmos3.text_encoding.encode_prompt` (keyword arguments pass through).
+
+        Uses :attr:`prompt_cache` and :attr:`text_residency`: the text tower is brought to the device only for
+        token ids not cached yet and evicted again afterwards.
+        """
+        kwargs.setdefault("encoder", self.text_residency.encode)
+        kwargs.setdefault("kv_cache", self.prompt_cache)
+        try:
+            return encode_prompt(self.transformer, self.tokenizer, prompt, negative_prompt, **kwargs)
+        finally:
+            self.text_residency.evict()
 
     def decode(self, latents: torch.Tensor, *, tiled: bool | None = None, progress: Any = None) -> torch.Tensor:
         """Normalised latents ``[1, 48, T', h, w]`` -> frames ``[F, H, W, 3]`` float32 in [0, 1] on the CPU."""
@@ -187,7 +253,7 @@ class Cosmos3Pipeline:
             scheduler_config=info.scheduler_config if info is not None else None,
             native_flow_schedule=info.use_native_flow_schedule if info is not None else False,
             distilled_sigmas=info.distilled_sigmas if info is not None else None,
-            callback=step_callback,
+            callback=step_callback, cfg_batch=self.cfg_batch, step_cache=self.step_cache,
         )
         if return_latents:
             return latents

@@ -22,8 +22,9 @@ from .schedulers import (
     sampler_from_scheduler_config,
 )
 from .sizes import check_structure, latent_shape
+from .step_cache import StepCache
 from .text_encoding import EncodedPrompt
-from .transformer import Cosmos3Transformer
+from .transformer import BatchedTextKV, Cosmos3Transformer
 
 SCHEDULES = ("native", "euler", "diffusers", "checkpoint", "distilled")
 SCHEDULE_HELP = {
@@ -134,6 +135,8 @@ def sample(
     noise: torch.Tensor | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     device: torch.device | str | None = None,
+    cfg_batch: bool = False,
+    step_cache: StepCache | None = None,
 ) -> torch.Tensor:
     """Denoise from seeded noise; returns normalised latents ``[1, 48, T', H/16, W/16]`` float32 on the CPU.
 
@@ -142,6 +145,11 @@ def sample(
     once with ``prompt.uncond``; then ``v = u + g (c - u)`` and one sampler step. Conditioned frames
     (``condition``) get zero velocity and are re-anchored to their clean value after each step.
     ``callback(StepInfo)`` runs after every step; an exception it raises stops sampling and propagates.
+
+    ``cfg_batch=True`` runs cond and uncond as one batch of two through the generation tower (prompts of
+    different lengths are padded and masked); equal to the serial passes up to floating-point reassociation.
+    ``step_cache`` (:class:`~cosmos3.step_cache.StepCache`) lets steps whose input barely changed reuse the
+    previous generation-tower residual (approximate; off by default).
     """
     check_structure(height, width, num_frames)
     fps = prompt.fps if fps is None else float(fps)
@@ -175,13 +183,30 @@ def sample(
 
     cond_cache = prompt.cond.to(device)
     uncond_cache = prompt.uncond.to(device) if use_cfg else None
+    both = BatchedTextKV.from_caches([cond_cache, uncond_cache], device=device) if use_cfg and cfg_batch else None
     total = sampler.num_steps
+    if step_cache is not None:
+        step_cache.reset(total)
     for index in range(total):
         timestep = sampler.timesteps[index].item()
-        v = transformer.velocity(latents, timestep, cond_cache, fps=fps, condition_frames=frames).float()
-        if use_cfg and guidance_active(timestep, guidance_interval):
-            v_uncond = transformer.velocity(latents, timestep, uncond_cache, fps=fps, condition_frames=frames)
-            v = cfg_combine(v, v_uncond.float(), guidance)
+        if step_cache is not None:
+            step_cache.begin_step(index)
+        guided = use_cfg and guidance_active(timestep, guidance_interval)
+        if guided and both is not None:
+            pair = transformer.velocity_batch(
+                latents, timestep, both, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cfg"
+            ).float()
+            v = cfg_combine(pair[0:1], pair[1:2], guidance)
+        else:
+            v = transformer.velocity(
+                latents, timestep, cond_cache, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cond"
+            ).float()
+            if guided:
+                v_uncond = transformer.velocity(
+                    latents, timestep, uncond_cache, fps=fps, condition_frames=frames, step_cache=step_cache,
+                    branch="uncond",
+                )
+                v = cfg_combine(v, v_uncond.float(), guidance)
         denoised = latents.float() - float(sampler.sigmas[index]) * v if callback is not None else None
         latents = sampler.step(v, index, latents, generator=generator)
         if condition is not None and reanchor_condition:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +68,47 @@ class EncodedPrompt:
             )
 
 
+class PromptKVCache:
+    """Least-recently-used store of text K/V caches keyed by the exact token ids (``max_entries`` prompts).
+
+    With it, re-running a prompt (or the same negative prompt with a new positive one) needs no text tower:
+    the tower is brought back only for ids it has not seen. Holds the caches where they were stored.
+    """
+
+    def __init__(self, max_entries: int = 4):
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"PromptKVCache max_entries must be an integer >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[int, ...], TextKVCache] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, ids: tuple[int, ...]) -> TextKVCache | None:
+        cache = self._entries.get(ids)
+        if cache is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(ids)
+        self.hits += 1
+        return cache
+
+    def put(self, ids: tuple[int, ...], cache: TextKVCache) -> None:
+        self._entries[ids] = cache
+        self._entries.move_to_end(ids)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self._entries.values())
+
+
 def encode_prompt(
     transformer: Cosmos3Transformer,
     tokenizer: PromptTokenizer,
@@ -80,11 +123,16 @@ def encode_prompt(
     use_system_prompt: bool | None = None,
     with_negative: bool = True,
     offload_device: torch.device | str | None = "cpu",
+    encoder: Callable[[torch.Tensor], TextKVCache] | None = None,
+    kv_cache: PromptKVCache | None = None,
     **format_options: Any,
 ) -> EncodedPrompt:
     """Tokenize (templates per ``prompt_style``) and run the text tower for the prompt and the negative.
 
     The caches are moved to ``offload_device`` (default CPU; ``None`` keeps them where they were computed).
+    ``encoder`` replaces ``transformer.encode_text`` (e.g. :meth:`cosmos3.offload.TextTowerResidency.encode`,
+    which brings an evicted text tower back first); ``kv_cache`` (:class:`PromptKVCache`) skips the text
+    tower for token ids encoded before.
     """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
@@ -98,8 +146,18 @@ def encode_prompt(
     )
 
     def run(ids: list[int]) -> TextKVCache:
-        cache = transformer.encode_text(torch.tensor(ids, dtype=torch.long))
-        return cache.to(offload_device) if offload_device is not None else cache
+        key = tuple(ids)
+        cache = kv_cache.get(key) if kv_cache is not None else None
+        if cache is None:
+            encode = encoder if encoder is not None else transformer.encode_text
+            cache = encode(torch.tensor(ids, dtype=torch.long))
+            if offload_device is not None:
+                cache = cache.to(offload_device)
+            if kv_cache is not None:
+                kv_cache.put(key, cache)
+        elif offload_device is not None:
+            cache = cache.to(offload_device)
+        return cache
 
     return EncodedPrompt(
         cond=run(tokens.cond_ids),

@@ -17,25 +17,30 @@ can substitute casting/quantised layers; the RMSNorms are always this package's 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention, check_backend
+from .attention import KeyPadding, attention, check_backend
 from .config import TransformerConfig
 from .norms import RMSNorm
 from .rope import apply_rope, media_temporal_offset, rope_tables, text_position_ids, vision_position_ids
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .offload import BlockSwap
+    from .step_cache import StepCache
+
 TIMESTEP_CHANNELS = 256
 _TIMESTEP_MAX_PERIOD = 10000
 _MAX_TIMESTEP = 1000.0
-_ROPE_CACHE_SIZE = 4
+_ROPE_CACHE_SIZE = 8
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -76,6 +81,89 @@ class TextKVCache:
             keys=[k.to(device=device, dtype=dtype) for k in self.keys],
             values=[v.to(device=device, dtype=dtype) for v in self.values],
             text_len=self.text_len,
+        )
+
+
+@dataclass
+class BatchedTextKV:
+    """Text K/V of several prompts for one batched generation-tower pass (e.g. cond + uncond for CFG).
+
+    ``keys[i]``/``values[i]``: ``[B, nkv, Lmax, head_dim]``. Shorter prompts are *left*-padded with zeros; the
+    padding is masked out of the attention (:class:`~cosmos3.attention.KeyPadding`). ``lengths``: true lengths.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    lengths: tuple[int, ...]
+
+    @classmethod
+    def from_caches(
+        cls, caches: Sequence[TextKVCache], device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> "BatchedTextKV":
+        """Stack ``caches`` (one per batch row); a single cache is wrapped without copying."""
+        caches = list(caches)
+        if not caches or not all(isinstance(c, TextKVCache) for c in caches):
+            raise TypeError("BatchedTextKV.from_caches needs a non-empty sequence of TextKVCache")
+        layers = {c.num_layers for c in caches}
+        heads = {(tuple(c.keys[0].shape[:1]), tuple(c.keys[0].shape[2:])) for c in caches}
+        if len(layers) != 1 or len(heads) != 1:
+            raise ValueError("BatchedTextKV.from_caches: the caches come from different models")
+        lengths = tuple(c.text_len for c in caches)
+        if len(caches) == 1:
+            cache = caches[0]
+            return cls(
+                keys=[k.to(device=device, dtype=dtype).unsqueeze(0) for k in cache.keys],
+                values=[v.to(device=device, dtype=dtype).unsqueeze(0) for v in cache.values],
+                lengths=lengths,
+            )
+        longest = max(lengths)
+
+        def stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+            first = tensors[0]
+            out = torch.zeros(
+                (len(tensors), first.shape[0], longest, first.shape[2]),
+                dtype=dtype or first.dtype, device=device if device is not None else first.device,
+            )
+            for row, t in enumerate(tensors):
+                out[row, :, longest - t.shape[1]:] = t
+            return out
+
+        return cls(
+            keys=[stack([c.keys[i] for c in caches]) for i in range(caches[0].num_layers)],
+            values=[stack([c.values[i] for c in caches]) for i in range(caches[0].num_layers)],
+            lengths=lengths,
+        )
+
+    @property
+    def batch(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def text_len(self) -> int:
+        """Padded text length (the longest prompt)."""
+        return max(self.lengths)
+
+    @property
+    def padded(self) -> bool:
+        return min(self.lengths) != max(self.lengths)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.keys)
+
+    @property
+    def device(self) -> torch.device:
+        return self.keys[0].device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "BatchedTextKV":
+        return BatchedTextKV(
+            keys=[k.to(device=device, dtype=dtype) for k in self.keys],
+            values=[v.to(device=device, dtype=dtype) for v in self.values],
+            lengths=self.lengths,
         )
 
 
@@ -139,6 +227,48 @@ class GenLayer(nn.Module):
         self.norm_added_k = RMSNorm(cfg.head_dim, eps, flavour, **factory)
         self.post_attention_layernorm_moe_gen = RMSNorm(cfg.hidden_size, eps, flavour, **factory)
         self.mlp_moe_gen = FeedForward(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, ops, factory)
+        self.heads = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        text_k: torch.Tensor,
+        text_v: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        backend: str = "sdpa",
+        key_padding: KeyPadding | None = None,
+    ) -> torch.Tensor:
+        """One generation layer over latent tokens attending to ``[text K/V ; latent K/V]``.
+
+        Args:
+            hidden: ``[Bh, N, hidden]`` with ``Bh`` 1 (shared by every prompt) or ``B``.
+            text_k, text_v: ``[B, nkv, Lt, head_dim]`` cached text keys (normed, rotated) and values.
+            cos, sin: RoPE tables ``[N, head_dim]`` (shared) or ``[B, N, head_dim]`` (per prompt).
+            key_padding: left padding of the text part when the prompts have different lengths.
+
+        Returns:
+            ``[B, N, hidden]``.
+        """
+        rows, length, _ = hidden.shape
+        batch = text_k.shape[0]
+        nh, nkv, hd = self.heads
+        normed = self.input_layernorm_moe_gen(hidden)
+        q = self.norm_added_q(self.add_q_proj(normed).view(rows, length, nh, hd))
+        k = self.norm_added_k(self.add_k_proj(normed).view(rows, length, nkv, hd))
+        v = self.add_v_proj(normed).view(rows, length, nkv, hd)
+        q = _rotate(q, cos, sin)
+        k = _rotate(k, cos, sin)
+        if q.shape[0] != batch:  # identical rows (first layer of a batched pass): project once, share
+            q = q.expand(batch, -1, -1, -1)
+            k = k.expand(batch, -1, -1, -1)
+        if v.shape[0] != batch:
+            v = v.expand(batch, -1, -1, -1)
+        keys = torch.cat([text_k, k.transpose(1, 2)], dim=2)
+        values = torch.cat([text_v, v.transpose(1, 2)], dim=2)
+        attn = attention(q.transpose(1, 2), keys, values, causal=False, backend=backend, key_padding=key_padding)
+        hidden = hidden + self.to_add_out(attn.transpose(1, 2).reshape(batch, length, nh * hd))
+        return hidden + self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(hidden))
 
 
 class TimestepEmbedder(nn.Module):
@@ -216,7 +346,7 @@ def module_nbytes(module: nn.Module | None) -> int:
 
 
 class Cosmos3Transformer(nn.Module):
-    """Cosmos3 MoT DiT with a cached text tower (batch size 1).
+    """Cosmos3 MoT DiT with a cached text tower (one latent; several prompts via :meth:`velocity_batch`).
 
     Args:
         config: architecture.
@@ -225,7 +355,9 @@ class Cosmos3Transformer(nn.Module):
         dtype: parameter and compute dtype (the timestep MLP is always fp32).
 
     Runtime attributes: ``attention_backend`` (validated kernel name, default ``"sdpa"``), ``compute_dtype``
-    (activation dtype; update it if you cast the weights by hand) and ``time_embedding_per_token``.
+    (activation dtype; update it if you cast the weights by hand), ``time_embedding_per_token``,
+    ``block_swap`` (see :mod:`cosmos3.offload`), ``split_padded_attention`` and ``compiled_layers``
+    (see :mod:`cosmos3.compile`).
     """
 
     def __init__(
@@ -247,6 +379,11 @@ class Cosmos3Transformer(nn.Module):
         # result is the same math; only a GEMM's row-count-dependent fp32 rounding changes, which makes
         # bf16 outputs bit-identical to diffusers at the cost of an [N, hidden] fp32 MLP per step.
         self.time_embedding_per_token = False
+        # Block swap (cosmos3.offload.enable_block_swap): streams generation layers to the device per step.
+        self.block_swap: BlockSwap | None = None
+        # Batched prompts of different lengths: True = per-prompt attention calls instead of one masked call.
+        self.split_padded_attention = False
+        self.compiled_layers: dict | None = None  # set by cosmos3.compile.compile_generation_layers
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ settings
@@ -321,6 +458,9 @@ class Cosmos3Transformer(nn.Module):
         cache: TextKVCache,
         fps: float | None = 24.0,
         condition_frames: Iterable[int] = (),
+        *,
+        step_cache: "StepCache | None" = None,
+        branch: str = "cond",
     ) -> torch.Tensor:
         """Predict the rectified-flow velocity ``noise - x0`` for one denoising step.
 
@@ -333,25 +473,76 @@ class Cosmos3Transformer(nn.Module):
                 ``None`` = integer frame positions, as when the config disables fps modulation).
             condition_frames: latent frame indices that are clean conditioning (no timestep embedding,
                 zero velocity in the output).
+            step_cache: optional :class:`~cosmos3.step_cache.StepCache` (may reuse the previous step's
+                generation-tower residual instead of running the layers); ``branch`` keys its residual.
 
         Returns:
             ``[1, C, T, h, w]`` velocity in the compute dtype, zeros at conditioning frames.
         """
-        cfg = self.config
-        tower = self.gen_tower
-        device = tower.proj_in.weight.device
-        channels, frames, height, width = self._check_latents(latents)
-        noisy = self._noisy_frames(condition_frames, frames)
+        checked = self._check_step_inputs(latents, timestep, fps, condition_frames)
+        self._check_cache(cache)
+        text = BatchedTextKV.from_caches([cache], device=self.gen_tower.proj_in.weight.device)
+        return self._velocity(latents, checked, text, fps, step_cache, branch)
+
+    @torch.no_grad()
+    def velocity_batch(
+        self,
+        latents: torch.Tensor,
+        timestep: int | float | torch.Tensor,
+        caches: Sequence[TextKVCache] | BatchedTextKV,
+        fps: float | None = 24.0,
+        condition_frames: Iterable[int] = (),
+        *,
+        step_cache: "StepCache | None" = None,
+        branch: str = "batch",
+    ) -> torch.Tensor:
+        """:meth:`velocity` for several prompts over the same latents in one batched pass (batched CFG).
+
+        ``caches``: one :class:`TextKVCache` per output row, or a prebuilt :class:`BatchedTextKV` (build it
+        once per sampling run with :meth:`BatchedTextKV.from_caches` to avoid re-stacking every step).
+        Prompts of different lengths are left-padded and masked. Returns ``[B, C, T, h, w]``; row ``b``
+        equals ``velocity(latents, timestep, caches[b], ...)`` up to floating-point reassociation.
+        """
+        checked = self._check_step_inputs(latents, timestep, fps, condition_frames)
+        device = self.gen_tower.proj_in.weight.device
+        if isinstance(caches, BatchedTextKV):
+            self._check_batched(caches)
+            text = caches if caches.device == device else caches.to(device)
+        else:
+            caches = list(caches)
+            for cache in caches:
+                self._check_cache(cache)
+            text = BatchedTextKV.from_caches(caches, device=device)
+        return self._velocity(latents, checked, text, fps, step_cache, branch)
+
+    def _check_step_inputs(
+        self, latents: torch.Tensor, timestep: int | float | torch.Tensor, fps: float | None, condition_frames: Iterable[int]
+    ) -> tuple[tuple[int, int, int, int], list[int], int | float]:
+        shape = self._check_latents(latents)
+        noisy = self._noisy_frames(condition_frames, shape[1])
         t_value = self._check_timestep(timestep)
         if fps is not None and not (
             isinstance(fps, (int, float)) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0
         ):
             raise ValueError(f"velocity: fps must be a positive number or None, got {fps!r}")
-        self._check_cache(cache)
-        if cache.device != device:
-            cache = cache.to(device)
+        return shape, noisy, t_value
+
+    def _velocity(
+        self,
+        latents: torch.Tensor,
+        checked: tuple[tuple[int, int, int, int], list[int], int | float],
+        text: BatchedTextKV,
+        fps: float | None,
+        step_cache: "StepCache | None",
+        branch: str,
+    ) -> torch.Tensor:
+        cfg = self.config
+        tower = self.gen_tower
+        device = tower.proj_in.weight.device
+        (channels, frames, height, width), noisy, t_value = checked
         dtype = self.compute_dtype
-        out = torch.zeros((1, channels, frames, height, width), dtype=dtype, device=device)
+        batch = text.batch
+        out = torch.zeros((batch, channels, frames, height, width), dtype=dtype, device=device)
         if not noisy:
             return out
 
@@ -365,30 +556,55 @@ class Cosmos3Transformer(nn.Module):
         hidden = hidden.view(frames, per_frame, -1)
         noisy_idx = torch.tensor(noisy, dtype=torch.long, device=device)
         hidden[noisy_idx] = hidden[noisy_idx] + t_emb.view(-1, per_frame if rows_t > 1 else 1, t_emb.shape[-1])
-        hidden = hidden.view(frames * per_frame, -1)
+        hidden = hidden.view(1, frames * per_frame, -1)  # one row shared by every prompt of the batch
 
         fps = None if fps is None else float(fps)
-        cos, sin = self._gen_rope(cache.text_len, frames, rows, cols, fps, device, hidden.dtype)
-        length = hidden.shape[0]
-        nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
-        for index, layer in enumerate(tower.layers):
-            normed = layer.input_layernorm_moe_gen(hidden)
-            q = layer.norm_added_q(layer.add_q_proj(normed).view(length, nh, hd))
-            k = layer.norm_added_k(layer.add_k_proj(normed).view(length, nkv, hd))
-            v = layer.add_v_proj(normed).view(length, nkv, hd)
-            q = apply_rope(q, cos, sin)
-            k = apply_rope(k, cos, sin)
-            keys = torch.cat([cache.keys[index], k.transpose(0, 1)], dim=1)
-            values = torch.cat([cache.values[index], v.transpose(0, 1)], dim=1)
-            attn = attention(q.transpose(0, 1), keys, values, causal=False, backend=self._attention_backend)
-            hidden = hidden + layer.to_add_out(attn.transpose(0, 1).reshape(length, cfg.q_dim))
-            hidden = hidden + layer.mlp_moe_gen(layer.post_attention_layernorm_moe_gen(hidden))
+        cos, sin = self._batch_rope(text.lengths, frames, rows, cols, fps, device, hidden.dtype)
+        padding = None
+        if text.padded:
+            padding = KeyPadding.from_starts(
+                [text.text_len - n for n in text.lengths], text.text_len + hidden.shape[1], device,
+                split=self.split_padded_attention,
+            )
+        hidden = self._run_gen_layers(hidden, text, cos, sin, padding, step_cache, branch)
+        if hidden.shape[0] != batch:
+            hidden = hidden.expand(batch, -1, -1)
         hidden = tower.norm_moe_gen(hidden)
 
-        noisy_hidden = hidden.view(frames, per_frame, -1)[noisy_idx].reshape(len(noisy) * per_frame, -1)
-        pred = _unpatchify(tower.proj_out(noisy_hidden), p, len(noisy), rows, cols, channels)
-        out[0, :, noisy_idx] = pred[:, :, :height, :width].to(dtype)
+        count = len(noisy) * per_frame
+        noisy_hidden = hidden.view(batch, frames, per_frame, -1)[:, noisy_idx].reshape(batch, count, -1)
+        pred = tower.proj_out(noisy_hidden)
+        for row in range(batch):
+            grid = _unpatchify(pred[row], p, len(noisy), rows, cols, channels)
+            out[row, :, noisy_idx] = grid[:, :, :height, :width].to(dtype)
         return out
+
+    def _run_gen_layers(
+        self,
+        hidden: torch.Tensor,
+        text: BatchedTextKV,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        padding: KeyPadding | None,
+        step_cache: "StepCache | None",
+        branch: str,
+    ) -> torch.Tensor:
+        """Run every generation layer (through the block-swap schedule when enabled) -> ``[B, N, H]``."""
+        if step_cache is not None:
+            residual = step_cache.lookup(branch, hidden, text.batch)
+            if residual is not None:
+                return hidden + residual
+        start = hidden
+        backend = self._attention_backend
+        layers = self.gen_tower.layers
+        swap = self.block_swap
+        schedule = swap.schedule(layers) if swap is not None else enumerate(layers)
+        with contextlib.closing(schedule) if swap is not None else contextlib.nullcontext():
+            for index, layer in schedule:
+                hidden = layer(hidden, text.keys[index], text.values[index], cos, sin, backend, padding)
+        if step_cache is not None:
+            step_cache.store(branch, hidden - start)
+        return hidden
 
     # ------------------------------------------------------------------ helpers
     def _require_text_tower(self) -> TextTower:
@@ -464,6 +680,43 @@ class Cosmos3Transformer(nn.Module):
                 f"got {cache.num_layers} layers of {list(cache.keys[0].shape) if cache.keys else []})"
             )
 
+    def _check_batched(self, text: BatchedTextKV) -> None:
+        cfg = self.config
+        if not isinstance(text, BatchedTextKV):
+            raise TypeError(f"velocity_batch: expected TextKVCache list or BatchedTextKV, got {type(text).__name__}")
+        expected = (text.batch, cfg.num_key_value_heads, text.text_len, cfg.head_dim)
+        if text.num_layers != cfg.num_hidden_layers or any(
+            tuple(t.shape) != expected for t in (*text.keys, *text.values)
+        ):
+            raise ValueError(
+                f"velocity_batch: batched cache does not fit this model (expected {cfg.num_hidden_layers} layers "
+                f"of {list(expected)}, got {text.num_layers} layers of {list(text.keys[0].shape) if text.keys else []})"
+            )
+
+    def _batch_rope(
+        self, lengths: tuple[int, ...], frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent RoPE tables: ``[N, hd]`` when every prompt has the same length, else ``[B, N, hd]``.
+
+        The latent tokens' temporal positions start after the prompt, so prompts of different lengths see
+        differently rotated latent queries/keys.
+        """
+        if len(set(lengths)) == 1:
+            return self._gen_rope(lengths[0], frames, rows, cols, fps, device, dtype)
+        key = ("batch", lengths, frames, rows, cols, fps, str(device), dtype)
+        tables = self._rope_cache.get(key)
+        if tables is None:
+            per_prompt = [self._gen_rope(n, frames, rows, cols, fps, device, dtype) for n in lengths]
+            tables = (torch.stack([c for c, _ in per_prompt]), torch.stack([s for _, s in per_prompt]))
+            self._remember_rope(key, tables)
+        return tables
+
+    def _remember_rope(self, key: tuple, tables: tuple[torch.Tensor, torch.Tensor]) -> None:
+        if len(self._rope_cache) >= _ROPE_CACHE_SIZE:
+            self._rope_cache.pop(next(iter(self._rope_cache)))
+        self._rope_cache[key] = tables
+
     def _timestep_embedding(self, timestep: int | float, device: torch.device, rows: int = 1) -> torch.Tensor:
         """[rows, hidden] fp32 (or the time MLP's dtype) embedding of ``timestep * timestep_scale`` (rows identical)."""
         embedder = self.gen_tower.time_embedder
@@ -490,9 +743,7 @@ class Cosmos3Transformer(nn.Module):
                 reset_spatial=cfg.unified_3d_mrope_reset_spatial_ids,
             )  # built on the CPU, like the reference pipeline, then moved
             tables = rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_axes_dim, dtype, device)
-            if len(self._rope_cache) >= _ROPE_CACHE_SIZE:
-                self._rope_cache.pop(next(iter(self._rope_cache)))
-            self._rope_cache[key] = tables
+            self._remember_rope(key, tables)
         return tables
 
 
@@ -508,6 +759,16 @@ def timestep_sinusoid(timestep: int | float, scale: float, device: torch.device 
     frequencies = torch.exp(exponent / half)
     angles = scaled[:, None].float() * frequencies[None, :]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE (NeoX rotate-half) of ``x`` [..., N, heads, hd] with tables [N, hd] or [B, N, hd] (same op order as
+    :func:`cosmos3.rope.apply_rope`, so batch-1 results are bit-identical)."""
+    cos = cos.unsqueeze(-2)
+    sin = sin.unsqueeze(-2)
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
 
 
 def _patchify(latent: torch.Tensor, p: int, rows: int, cols: int) -> torch.Tensor:

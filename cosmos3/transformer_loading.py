@@ -12,6 +12,11 @@ Accepted layouts:
 A single file carries no config: the architecture is inferred from tensor shapes (``config=`` overrides
 any field, e.g. ``{"base_fps": 16}`` for the distilled Image2Video checkpoint).
 
+FP8: ``weight_storage="fp8_e4m3fn"`` stores the decoder-layer projections as scaled e4m3
+(:mod:`cosmos3.quant`), quantising bf16/fp32 checkpoints on load. NVIDIA ModelOpt FP8 checkpoints (F8_E4M3
+weights with ``weight_scale`` / ``input_scale`` tensors, ``quantization_config`` in ``config.json``) load in any
+storage mode: kept as fp8 (``"fp8_e4m3fn"`` or ``"auto"``) or dequantised to ``dtype`` (``"default"``).
+
 The model is built on the meta device and each tensor is read (plain file reads, no memory map), converted
 and assigned in turn, so peak host memory stays ~1x the kept weights. ``lm_head.weight`` and the text
 tower's final ``norm.weight`` are accepted (shape-checked) but never read: generation does not use them.
@@ -20,6 +25,7 @@ tower's final ``norm.weight`` are accepted (shape-checked) but never read: gener
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +35,8 @@ from typing import Any
 import torch
 
 from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
-from .transformer import Cosmos3Transformer
+from .quant import FP8_DTYPE, Fp8Linear, check_weight_storage, dequantize_fp8, normalize_scale, quantize_fp8, swap_in_fp8_linears
+from .transformer import Cosmos3Transformer, TextTower
 from .weights import (
     CheckpointError,
     CheckpointKeyError,
@@ -50,6 +57,12 @@ ATTENTION_LEAVES = frozenset(
     }
 )
 FP32_PREFIXES = ("gen_tower.time_embedder.",)
+# Quantisation side tensors: used ones (per weight) and ignored ones (KV-cache / output scales: K/V stay in
+# the compute dtype here).
+SCALE_SUFFIXES = (".weight_scale", ".input_scale")
+IGNORED_SCALE_SUFFIXES = (".k_scale", ".v_scale", ".output_scale")
+_FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+SUPPORTED_QUANT_ALGOS = ("FP8",)
 
 _OUTER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "net.")
 _LANGUAGE_PREFIXES = ("model.language_model.", "language_model.model.", "language_model.", "model.")
@@ -88,6 +101,9 @@ def load_transformer(
     device: torch.device | str = "cpu",
     config: str | Path | Mapping[str, Any] | None = None,
     operations: ModuleType | SimpleNamespace | None = None,
+    *,
+    weight_storage: str | torch.dtype | None = None,
+    text_tower_device: torch.device | str | None = None,
 ) -> Cosmos3Transformer:
     """Load a Cosmos3 transformer for inference.
 
@@ -97,15 +113,56 @@ def load_transformer(
         device: where the weights end up.
         config: optional override: a dict, a ``config.json`` path or a folder with one; its fields replace
             the folder's config or the shape-inferred one.
-        operations: ``Linear``/``Embedding`` provider (default ``torch.nn``).
+        operations: ``Linear``/``Embedding`` provider (default ``torch.nn``); fp8-stored projections always
+            use :class:`cosmos3.quant.Fp8Linear`.
+        weight_storage: ``None``/``"default"``: every weight in ``dtype`` (fp8 checkpoints are dequantised);
+            ``"fp8_e4m3fn"`` (alias ``"fp8"``): decoder-layer projections in scaled e4m3, computed in ``dtype``;
+            ``"auto"``: fp8 when the checkpoint's layer weights are fp8, else ``dtype``.
+        text_tower_device: where the text tower's weights go (default ``device``), e.g. ``"cpu"`` so that only
+            the generation tower ever occupies the GPU (see :class:`cosmos3.offload.TextTowerResidency`).
 
     Raises:
         CheckpointError: missing/corrupt/non-safetensors files; :class:`CheckpointKeyError` (a subclass) lists
             every missing, unexpected and mis-shaped tensor at once.
         ConfigError: unknown or inconsistent config fields.
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"load_transformer: dtype must be a floating torch.dtype, got {dtype!r}")
+    return _load(path, dtype, device, config, operations, weight_storage, text_tower_device, only=None)
+
+
+def load_text_tower(
+    path: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    device: torch.device | str = "cpu",
+    config: str | Path | Mapping[str, Any] | None = None,
+    operations: ModuleType | SimpleNamespace | None = None,
+    *,
+    weight_storage: str | torch.dtype | None = None,
+) -> TextTower:
+    """Load only the text tower (embedding + UND weights) of a checkpoint, e.g. to re-encode a new prompt
+    after :meth:`~cosmos3.transformer.Cosmos3Transformer.drop_text_tower`. Same arguments as
+    :func:`load_transformer`; the generation-tower tensors are validated but never read."""
+    model = _load(path, dtype, device, config, operations, weight_storage, None, only="text_tower.")
+    tower = model.text_tower
+    assert tower is not None
+    return tower
+
+
+def _load(
+    path: str | Path,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    config: str | Path | Mapping[str, Any] | None,
+    operations: ModuleType | SimpleNamespace | None,
+    weight_storage: str | torch.dtype | None,
+    text_tower_device: torch.device | str | None,
+    only: str | None,
+) -> Cosmos3Transformer:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype in _FP8_DTYPES:
+        raise ValueError(
+            f"load_transformer: dtype must be a floating torch.dtype (fp32/fp16/bf16), got {dtype!r}; "
+            "for fp8 weights pass weight_storage='fp8_e4m3fn'"
+        )
+    storage = check_weight_storage(weight_storage)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder")
@@ -115,6 +172,7 @@ def load_transformer(
     reader = SafetensorsReader(files)
     with reader:
         names = checkpoint_name_map(reader.keys(), source=str(path))
+        scales = _split_scales(names)
         shapes = {name: reader[src].shape for name, src in names.items()}
         cfg = _resolve_config(path, shapes, config)
         model = Cosmos3Transformer(cfg, operations=operations, device="meta", dtype=dtype)
@@ -122,14 +180,31 @@ def load_transformer(
         expected = {targets[n]: s for n, s in module_shapes(model).items()}
         expected.update(_unused_key_shapes(cfg, shapes))
         _check(expected, shapes, str(path))
-        device = torch.device(device)
+        _check_scales(scales, names, reader, str(path))
+        fp8_in_file = any(reader[names[key]].dtype in _FP8_DTYPES for key in targets.values())
+        fp8_modules: set[str] = set()
+        if storage == "fp8_e4m3fn" or (storage == "auto" and fp8_in_file):
+            fp8_modules = set(swap_in_fp8_linears(model))
+        main_device = torch.device(device)
+        text_device = torch.device(text_tower_device) if text_tower_device is not None else main_device
         for model_name, key in targets.items():
+            if only is not None and not model_name.startswith(only):
+                continue
+            device = text_device if model_name.startswith("text_tower.") else main_device
+            module_name, _, leaf = model_name.rpartition(".")
             tensor = reader.load_copy(names[key])
+            stem = key[: -len(".weight")] if key.endswith(".weight") else None
+            weight_scale = _load_scale(reader, scales, f"{stem}.weight_scale", tensor) if stem else None
+            if module_name in fp8_modules and leaf == "weight":
+                _assign_fp8(model, module_name, tensor, weight_scale, scales, reader, stem, device)
+                continue
             target_dtype = torch.float32 if model_name.startswith(FP32_PREFIXES) else dtype
+            if tensor.dtype in _FP8_DTYPES or weight_scale is not None:
+                tensor = dequantize_fp8(tensor, weight_scale, target_dtype)
             tensor = tensor.to(dtype=target_dtype).to(device)
             assign_tensor(model, model_name, tensor)
             del tensor
-    leftovers = meta_leftovers(model)
+    leftovers = [n for n in meta_leftovers(model) if only is None or n.startswith(only)]
     if leftovers:  # defensive: every parameter must have been assigned above
         raise CheckpointError(f"{path}: parameters were not loaded: {', '.join(leftovers)}")
     model.eval()
@@ -193,19 +268,76 @@ def checkpoint_name_map(keys: Any, source: str) -> dict[str, str]:
     return names
 
 
+def _split_scales(names: dict[str, str]) -> dict[str, str]:
+    """Move quantisation side tensors out of ``names`` (in place); returns ``{diffusers name: file key}`` of the
+    used ones (``*.weight_scale``, ``*.input_scale``). KV-cache/output scales are dropped."""
+    scales: dict[str, str] = {}
+    for name in list(names):
+        if name.endswith(SCALE_SUFFIXES):
+            scales[name] = names.pop(name)
+        elif name.endswith(IGNORED_SCALE_SUFFIXES):
+            names.pop(name)
+    return scales
+
+
+def _check_scales(scales: dict[str, str], names: dict[str, str], reader: SafetensorsReader, source: str) -> None:
+    """Every scale must belong to a checkpoint weight and be a scalar or one value per output channel."""
+    problems = []
+    for name, key in sorted(scales.items()):
+        stem = name.rpartition(".")[0]
+        weight = names.get(f"{stem}.weight")
+        if weight is None:
+            problems.append(f"    {key}: no matching weight {stem}.weight")
+            continue
+        out_features = reader[weight].shape[0]
+        numel = math.prod(reader[key].shape)
+        if numel != 1 and not (name.endswith(".weight_scale") and numel == out_features):
+            problems.append(
+                f"    {key}: shape {list(reader[key].shape)}; expected a per-tensor scalar"
+                + (f" or [{out_features}] per output channel (block-scaled FP8 is not supported)" if name.endswith(".weight_scale") else "")
+            )
+    if problems:
+        raise CheckpointKeyError(f"{source}: unusable fp8 scale tensors:\n" + "\n".join(problems))
+
+
+def _load_scale(reader: SafetensorsReader, scales: dict[str, str], name: str, weight: torch.Tensor) -> torch.Tensor | None:
+    key = scales.get(name)
+    if key is None:
+        return None
+    return normalize_scale(reader.load_copy(key), weight.shape[0], key)
+
+
+def _assign_fp8(
+    model: Cosmos3Transformer,
+    module_name: str,
+    tensor: torch.Tensor,
+    weight_scale: torch.Tensor | None,
+    scales: dict[str, str],
+    reader: SafetensorsReader,
+    stem: str,
+    device: torch.device,
+) -> None:
+    """Store one projection weight as scaled e4m3 (kept as is when the file already holds e4m3)."""
+    module = model.get_submodule(module_name)
+    assert isinstance(module, Fp8Linear)
+    if tensor.dtype == FP8_DTYPE:
+        w8, scale = tensor, weight_scale if weight_scale is not None else torch.ones((), dtype=torch.float32)
+    else:  # bf16/fp32 (or e5m2) source: quantise per tensor
+        w8, scale = quantize_fp8(dequantize_fp8(tensor, weight_scale, torch.float32))
+    module.weight = torch.nn.Parameter(w8.to(device), requires_grad=False)
+    module.weight_scale = scale.to(device)
+    input_key = scales.get(f"{stem}.input_scale")
+    if input_key is not None and tensor.dtype == FP8_DTYPE:
+        module.input_scale = normalize_scale(reader.load_copy(input_key), 1, input_key).to(device)
+
+
 def _unused_key_shapes(cfg: TransformerConfig, found: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     shapes = {"lm_head.weight": (cfg.vocab_size, cfg.hidden_size), "norm.weight": (cfg.hidden_size,)}
     return {k: v for k, v in shapes.items() if k in found}
 
 
 def _check(expected: dict, found: dict, source: str) -> None:
-    try:
-        check_keys(expected, found, source)
-    except CheckpointKeyError as exc:
-        message = str(exc)
-        if any(k.endswith(("weight_scale", "input_scale")) for k in found if k not in expected):
-            message += "\n  note: FP8 checkpoints with per-tensor scales are not supported yet; use a bf16 checkpoint"
-        raise CheckpointKeyError(message) from None
+    check_keys(expected, found, source)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -223,6 +355,7 @@ def _resolve_config(
             raise ConfigError(f"{config_file}: unreadable config JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{config_file}: expected a JSON object")
+        _check_quantization_config(raw.pop("quantization_config", None), str(config_file))
         return TransformerConfig.from_dict({**raw, **extra}, source=str(config_file))
     inferred = infer_config(shapes, source=str(path))
     if inferred["head_dim"] != 128 and "rope_axes_dim" not in extra:
@@ -232,6 +365,23 @@ def _resolve_config(
         )
     source = f"{path} (config inferred from tensor shapes" + (" + override)" if extra else ")")
     return TransformerConfig.from_dict({**inferred, **extra}, source=source)
+
+
+def _check_quantization_config(quant: Any, source: str) -> None:
+    """Accept ModelOpt's ``quantization_config`` block when it describes per-tensor FP8 (the scales themselves
+    are validated against the tensors); refuse other algorithms by name."""
+    if quant is None:
+        return
+    if not isinstance(quant, dict):
+        raise ConfigError(f"{source}: 'quantization_config' must be an object, got {type(quant).__name__}")
+    algo = quant.get("quant_algo")
+    if algo is None and isinstance(quant.get("quantization"), dict):
+        algo = quant["quantization"].get("quant_algo")
+    if algo is not None and str(algo).upper() not in SUPPORTED_QUANT_ALGOS:
+        raise ConfigError(
+            f"{source}: quantization {algo!r} is not supported; supported: {', '.join(SUPPORTED_QUANT_ALGOS)} "
+            "(per-tensor FP8, e.g. NVIDIA ModelOpt FP8 checkpoints) or an unquantised checkpoint"
+        )
 
 
 def infer_config(shapes: Mapping[str, tuple[int, ...]], source: str = "checkpoint") -> dict[str, Any]:

@@ -188,13 +188,17 @@ def test_key_problems_reported_together(qwen, tmp_path):
     assert "lm_head.weight  expected [320, 128], found [5, 128]" in message
 
 
-def test_fp8_scales_get_a_hint(qwen, tmp_path):
+def test_unusable_fp8_scales_are_reported(qwen, tmp_path):
+    # FP8 checkpoints themselves load (tests/test_perf_fp8.py); scales that fit no weight are refused.
     tensors = {k: v.clone() for k, v in qwen[0].state_dict().items()}
-    tensors["layers.0.self_attn.to_q.weight_scale"] = torch.ones(())
+    tensors["layers.0.self_attn.to_q.weight_scale"] = torch.ones(4, 4)
+    tensors["layers.0.self_attn.nothing.weight_scale"] = torch.ones(())
     path = tmp_path / "fp8.safetensors"
     save_file(tensors, str(path))
-    with pytest.raises(CheckpointKeyError, match="FP8 checkpoints with per-tensor scales are not supported"):
+    with pytest.raises(CheckpointKeyError, match="unusable fp8 scale tensors") as info:
         load_transformer(path)
+    assert "to_q.weight_scale: shape [4, 4]; expected a per-tensor scalar or [256] per output channel" in str(info.value)
+    assert "nothing.weight_scale: no matching weight" in str(info.value)
 
 
 def test_ambiguous_keys(qwen, tmp_path):
