@@ -9,7 +9,9 @@ DISPLAY_PREFIX = "Cosmos3 MoT"
 
 # Node modules, relative to this package. Each defines ``NODES``: a list of node classes, each with
 # ``NODE_ID`` (starting with NODE_PREFIX) and ``DISPLAY_NAME``.
-NODE_MODULES: tuple[str, ...] = ("guardrail_nodes", "vae_nodes", "latent_nodes")
+NODE_MODULES: tuple[str, ...] = (
+    "guardrail_nodes", "vae_nodes", "latent_nodes", "model_nodes", "text_nodes", "conditioning_nodes", "sampler_nodes",
+)
 
 
 def collect_mappings() -> tuple[dict[str, type], dict[str, str]]:

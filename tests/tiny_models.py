@@ -7,12 +7,18 @@ workflows can be rewritten to the fixtures (:func:`rewrite_names`).
 
 To add a model kind (e.g. the tiny Cosmos3 checkpoint), write an ``install_<kind>(models_dir)`` function
 that returns ``{placeholder: installed name}`` and append it to :data:`INSTALLERS`.
+
+Shipped workflows use real sizes (832x480, 121 frames, 35 steps …) and guardrail checks that need NVIDIA's
+files; :data:`REWRITERS` (applied by :func:`rewrite_names`) scale them down to what the tiny fixtures can
+run in seconds on a CPU.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +83,62 @@ def write_test_image(input_dir: Path, name: str = TEST_IMAGE, width: int = 32, h
     return path
 
 
-INSTALLERS: list[Callable[[Path], dict[str, str]]] = [install_vae]
+# The tiny random Cosmos3 checkpoint (cosmos3.demo: runtime dependencies only, so it also loads in ComfyUI's
+# venv), installed under the name the shipped workflows use.
+CHECKPOINT_FOLDER = "Cosmos3-Nano"
+CHECKPOINT_CHOICE = "cosmos3/" + CHECKPOINT_FOLDER
+_demo_root: tempfile.TemporaryDirectory | None = None
+
+
+def demo_checkpoint() -> Path:
+    """A tiny Cosmos3 checkpoint folder built once per process (removed at exit); copy it, do not modify it."""
+    global _demo_root
+    if _demo_root is None:
+        from cosmos3.demo import build_demo_checkpoint
+
+        _demo_root = tempfile.TemporaryDirectory(prefix="c3mot_demo_checkpoint_")
+        build_demo_checkpoint(Path(_demo_root.name) / CHECKPOINT_FOLDER)
+    return Path(_demo_root.name) / CHECKPOINT_FOLDER
+
+
+def install_cosmos3_checkpoint(models_dir: Path) -> dict[str, str]:
+    """models/cosmos3/Cosmos3-Nano/ (tiny demo checkpoint: transformer/, vae/, text_tokenizer/, scheduler/)."""
+    target = Path(models_dir) / "cosmos3" / CHECKPOINT_FOLDER
+    if not target.exists():
+        shutil.copytree(demo_checkpoint(), target)
+    return {CHECKPOINT_CHOICE: CHECKPOINT_CHOICE}
+
+
+INSTALLERS: list[Callable[[Path], dict[str, str]]] = [install_vae, install_cosmos3_checkpoint]
+
+# Largest sizes the tiny fixtures run with (values are only ever reduced, never enlarged)
+TINY_WIDTH, TINY_HEIGHT, TINY_VIDEO_FRAMES, TINY_STEPS = 64, 48, 9, 2
+_SIZED_NODES = ("C3MoTEmptyLatent", "C3MoTTextEncode", "C3MoTImageCondition")
+# Guardrail checks that need no downloaded files (better_profanity's word list only)
+GUARDRAIL_WITHOUT_FILES = {"blocklist": "builtin", "llm_judge": "off", "face_blur": False, "content_filter": False}
+
+
+def shrink_cosmos3_nodes(prompt: dict) -> None:
+    """In place: width/height/frames of our sized nodes reduced to the tiny scale (a literal preset becomes
+    'custom'), sampler steps to :data:`TINY_STEPS`, the guardrail loader to checks without files."""
+    for node in prompt.values():
+        kind, inputs = node.get("class_type"), node.get("inputs", {})
+        if kind in _SIZED_NODES:
+            if isinstance(inputs.get("preset"), str):
+                inputs["preset"] = "custom"
+            for key, limit in (("width", TINY_WIDTH), ("height", TINY_HEIGHT)):
+                if isinstance(inputs.get(key), int):
+                    inputs[key] = min(inputs[key], limit)
+            frames = inputs.get("frames")
+            if isinstance(frames, int) and frames > 1:
+                inputs["frames"] = min(frames, TINY_VIDEO_FRAMES)
+        elif kind == "C3MoTSampler" and isinstance(inputs.get("steps"), int):
+            inputs["steps"] = TINY_STEPS if inputs["steps"] == 0 else min(inputs["steps"], TINY_STEPS)
+        elif kind == "C3MoTGuardrailLoader":
+            inputs.update(GUARDRAIL_WITHOUT_FILES)
+
+
+REWRITERS: list[Callable[[dict], None]] = [shrink_cosmos3_nodes]
 
 
 @dataclass
@@ -99,7 +160,8 @@ def install_fixtures(models_dir: Path, input_dir: Path) -> Fixtures:
 
 def rewrite_names(prompt: Mapping[str, Any], names: Mapping[str, str], input_image: str = TEST_IMAGE) -> dict:
     """A copy of an API prompt with model file names replaced by the installed fixtures, every
-    ``LoadImage`` pointed at the test image, and sizes kept as they are."""
+    ``LoadImage`` pointed at the test image, and every :data:`REWRITERS` entry applied (Cosmos3 sizes and
+    steps reduced to the tiny fixtures' scale; sizes below it are kept as they are)."""
     out = json.loads(json.dumps(prompt))
     for node in out.values():
         inputs = node.get("inputs", {})
@@ -108,4 +170,6 @@ def rewrite_names(prompt: Mapping[str, Any], names: Mapping[str, str], input_ima
                 inputs[key] = names[value]
         if node.get("class_type") == "LoadImage":
             inputs["image"] = input_image
+    for rewrite in REWRITERS:
+        rewrite(out)
     return out

@@ -1,0 +1,83 @@
+"""Image conditioning (image-to-video): IMAGE + Wan 2.2 VAE -> clean first-frame latent and mask.
+
+Uses the reference preprocessing (:func:`cosmos3.conditioning.preprocess_image`: cover-resize with
+antialias, centre crop with rounded offsets) and the VAE's own normalisation, so the result is identical to
+:class:`cosmos3.pipeline.Cosmos3Pipeline`'s image-to-video condition. The VAE is loaded onto ComfyUI's VAE
+device for the encode and moved back to its offload device afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _comfy
+from .spec import C3MOT_IMAGE_COND, C3MOT_VAE, CATEGORY_ROOT, IMAGE, Int, Node, Output, Socket
+
+CATEGORY = CATEGORY_ROOT + "/conditioning"
+MAX_SIZE = 8192
+MAX_FRAMES = 1025
+DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FRAMES = 832, 480, 121
+
+
+def first_image(image) -> torch.Tensor:
+    """The first frame of an IMAGE batch ``[N, H, W, C]`` (0..1) as ``[H, W, 3]``."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4) or image.shape[0] < 1:
+        shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be an IMAGE batch [N, H, W, 3] with at least one image, got {shape}")
+    return image[0, ..., :3].float().cpu()
+
+
+def encode_condition(vae_handle, image, *, width: int, height: int, frames: int):
+    """:func:`cosmos3.conditioning.encode_image_condition` with the VAE loaded through ComfyUI."""
+    from ..cosmos3 import vae_tiling
+    from ..cosmos3.conditioning import encode_image_condition
+    from ..cosmos3.sizes import check_structure
+
+    check_structure(height, width, frames)
+    if frames < 2:
+        raise ValueError(f"image conditioning needs a video: frames must be 4k+1 with k >= 1 (5, 9, …), got {frames}")
+    picture = first_image(image)
+    patcher = vae_handle.patcher
+    bar = _comfy.progress_bar(1)
+
+    def progress(done: int, total: int) -> None:
+        _comfy.throw_if_interrupted()
+        bar.update_absolute(done, total)
+
+    need = vae_tiling.estimate_bytes(vae_handle.vae, "encode", height // 16, width // 16)
+    _comfy.load_models([patcher], memory_required=need, force_full_load=True)
+    try:
+        return encode_image_condition(vae_handle.vae, picture, num_frames=frames, height=height, width=width,
+                                      progress=progress)
+    finally:
+        _comfy.offload_models([patcher])
+
+
+class ImageCondition(Node):
+    NODE_ID = "C3MoTImageCondition"
+    DISPLAY_NAME = "Image Condition"
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    DESCRIPTION = (
+        "Image-to-video: resizes the image to cover width x height (antialiased) and centre-crops it, encodes it "
+        "with the Wan 2.2 VAE and gives the sampler the clean first latent frame and its mask. Connect the "
+        "output to the Sampler's image_cond; link width/height/frames from the Empty Latent node."
+    )
+    INPUTS = (
+        Socket("vae", C3MOT_VAE, "From the Cosmos3 MoT VAE Loader."),
+        Socket("image", IMAGE, "The first frame of the video (e.g. from LoadImage); only the first image of a batch is used."),
+        Int("width", DEFAULT_WIDTH, "Video width in pixels (link it from Empty Latent's width); the image is "
+            "resized to cover it and centre-cropped.", min=16, max=MAX_SIZE, step=16),
+        Int("height", DEFAULT_HEIGHT, "Video height in pixels (link it from Empty Latent's height).",
+            min=16, max=MAX_SIZE, step=16),
+        Int("frames", DEFAULT_FRAMES, "Video frame count, 4k+1 (link it from Empty Latent's frames).",
+            min=5, max=MAX_FRAMES, step=4),
+    )
+    OUTPUTS = (Output("image_cond", C3MOT_IMAGE_COND,
+                      "Clean first-frame latent and mask for the Sampler's image_cond input."),)
+
+    def encode(self, vae, image, width, height, frames):
+        return (encode_condition(vae, image, width=width, height=height, frames=frames),)
+
+
+NODES = [ImageCondition]

@@ -1,0 +1,199 @@
+"""Sampler: cached text K/V + an empty LATENT (its shape gives frames and size) -> raw Wan 2.2 latents.
+
+Runs only the generation tower per step (:func:`cosmos3.sampling.sample`), loaded through ComfyUI's model
+management with an activation estimate so other models (the text tower, a VAE, another checkpoint) are
+offloaded as needed. Per step: ComfyUI's interrupt is honoured (the exception stops sampling), the progress
+bar advances and, when previews are on (``--preview-method``), frame 0 of the model's clean-latent estimate
+is shown through ComfyUI's Wan 2.2 Latent2RGB/TAE previewer.
+
+The output follows ComfyUI's LATENT convention: ``{"samples": raw (un-normalised) latents [1, 48, T, H/16,
+W/16]}`` float32 on the intermediate device, denormalised with the checkpoint's latent statistics in the
+model's dtype (as the Wan 2.2 VAE does it), so our VAE Decode and core Wan 2.2 nodes take it as is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from . import _comfy
+from .model_nodes import settle_on_device
+from .spec import (
+    C3MOT_IMAGE_COND, C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, LATENT, Bool, Combo, Float, Int, Node, Output, Socket,
+)
+from .vae_nodes import check_latents
+
+log = logging.getLogger("cosmos3_mot")
+
+CATEGORY = CATEGORY_ROOT + "/sampling"
+ATTENTION_CHOICES = ("sdpa", "flash_attn", "sage", "comfy")
+# = cosmos3.sampling_plan.SCHEDULE_CHOICES (kept literal so importing the pack never imports the sampler code)
+SCHEDULE_CHOICES = ("auto", "native", "euler", "diffusers", "checkpoint", "distilled")
+ATTENTION_PACKAGES = {
+    "flash_attn": "the 'flash-attn' package (pip install flash-attn)",
+    "sage": "the 'sageattention' package (pip install sageattention)",
+    "comfy": "ComfyUI's comfy.ldm.modules.attention (run inside ComfyUI)",
+}
+MAX_SEED = 2**64 - 1
+MAX_STEPS = 1000
+MAX_CFG = 100.0
+MAX_SHIFT = 100.0
+GEN_ANCHORS = ("proj_in",)  # the generation tower computes where proj_in's weight is
+
+
+def _plan_module():
+    from ..cosmos3 import sampling_plan
+
+    return sampling_plan
+
+
+def check_attention(name: str) -> str:
+    """``name`` if its kernel can run here; else an error naming the package it needs."""
+    from ..cosmos3 import attention
+
+    if name not in ATTENTION_CHOICES:
+        raise ValueError(f"attention must be one of {list(ATTENTION_CHOICES)}, got {name!r}")
+    try:
+        return attention.check_backend(name)
+    except ValueError as exc:  # this cosmos3 build does not register the backend at all
+        need = ATTENTION_PACKAGES.get(name, "a kernel this build does not provide")
+        raise RuntimeError(f"attention backend {name!r} is not available ({exc}); it needs {need}. Use 'sdpa'.") from None
+
+
+def latent_geometry(samples) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of a LATENT's raw Wan 2.2 latents (batch 1)."""
+    latents = check_latents(samples)
+    b, _, t, h, w = latents.shape
+    if b != 1:
+        raise ValueError(f"the Cosmos3 sampler generates one clip at a time: LATENT batch must be 1, got {b}")
+    return (t - 1) * 4 + 1, h * 16, w * 16
+
+
+def _check_text(text):
+    from ..cosmos3.text_encoding import EncodedPrompt
+
+    if not isinstance(text, EncodedPrompt):
+        raise TypeError(f"text must come from the Cosmos3 MoT Text Encode node, got {type(text).__name__}")
+    return text
+
+
+def _check_condition(image_cond):
+    from ..cosmos3.conditioning import ImageCondition
+
+    if image_cond is not None and not isinstance(image_cond, ImageCondition):
+        raise TypeError(f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(image_cond).__name__}")
+    return image_cond
+
+
+def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float = 0.0, shift: float = 0.0,
+                schedule: str = "auto", attention: str = "sdpa", cfg_interval: bool = False, image_cond=None) -> dict:
+    """Everything the Sampler node does; returns the LATENT dict."""
+    from ..cosmos3.sampling import sample
+    from ..cosmos3.schedulers import SamplerConfigError
+
+    plan_mod = _plan_module()
+    text = _check_text(text)
+    image_cond = _check_condition(image_cond)
+    frames, height, width = latent_geometry(samples)
+    text.check_matches(frames, height, width)
+    attention = check_attention(attention)
+    info = model.info
+    plan = plan_mod.resolve_sampling_plan(
+        num_frames=frames, height=height, width=width, fps=text.fps, has_image=image_cond is not None,
+        variant=model.variant, kind=info.kind, distilled=info.distilled, steps=steps, guidance=cfg, shift=shift,
+        schedule=schedule, cfg_interval=cfg_interval,
+    )
+    for warning in plan.warnings:
+        log.warning("[Cosmos3 MoT] %s", warning)
+    use_cfg = plan.guidance != 1.0
+    need = plan_mod.estimate_sampling_bytes(
+        model.config, frames, height, width, max(text.cond.text_len, text.uncond.text_len if text.uncond else 0),
+        model.dtype, guidance=use_cfg,
+    )
+    log.info("[Cosmos3 MoT] sampling %dx%d, %d frame(s): %s", width, height, frames, plan.describe())
+
+    patcher = model.gen_patcher
+    _comfy.load_models([patcher], memory_required=need)
+    settle_on_device(patcher, GEN_ANCHORS)
+    device = model.device
+    previewer = _comfy.latent_previewer(device)
+    total = plan.steps if plan.steps is not None else len(info.distilled_sigmas or ()) or 4
+    bar = _comfy.progress_bar(total)
+
+    def on_step(step) -> None:
+        _comfy.throw_if_interrupted()  # raises ComfyUI's InterruptProcessingException: sampling stops here
+        preview = _comfy.preview_image(previewer, step.denoised) if previewer is not None else None
+        bar.update_absolute(step.index + 1, step.total, preview)
+
+    transformer = model.transformer
+    previous = transformer.attention_backend
+    transformer.attention_backend = attention
+    try:
+        latents = sample(
+            transformer, text, num_frames=frames, height=height, width=width, steps=plan.steps,
+            guidance_scale=plan.guidance, seed=seed, schedule=plan.schedule, shift=plan.shift,
+            condition=image_cond, guidance_interval=plan.guidance_interval,
+            scheduler_config=info.scheduler_config, native_flow_schedule=info.use_native_flow_schedule,
+            distilled_sigmas=info.distilled_sigmas, callback=on_step, device=device,
+        )
+    except SamplerConfigError as exc:
+        raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
+    finally:
+        transformer.attention_backend = previous
+    raw = model.latent_stats.denormalize(latents, model.dtype)
+    return {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
+
+
+class Sampler(Node):
+    NODE_ID = "C3MoTSampler"
+    DISPLAY_NAME = "Sampler"
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    DESCRIPTION = (
+        "Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached text "
+        "K/V of the Text Encode node. The size and frame count come from the input LATENT (Empty Latent); "
+        "text-to-image when frames = 1, image-to-video when image_cond is connected. 0 = auto picks the "
+        "framework defaults for the mode and checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."
+    )
+    INPUTS = (
+        Socket("model", C3MOT_MODEL, "From the Cosmos3 MoT Model Loader (the same model as the Text Encode)."),
+        Socket("text", C3MOT_TEXT, "From the Cosmos3 MoT Text Encode: holds both the positive and the negative "
+               "prompt (the negative prompt is set on the Text Encode node)."),
+        Socket("samples", LATENT, "From the Cosmos3 MoT Empty Latent: its shape sets frames and size (must match "
+               "the Text Encode's); its values are ignored."),
+        Int("seed", 0, "Noise seed (drawn on the CPU, so a seed gives the same result on any device).",
+            min=0, max=MAX_SEED, control_after_generate=True),
+        Int("steps", 0, "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for "
+            "distilled checkpoints, whose step count is fixed).", min=0, max=MAX_STEPS),
+        Float("cfg", 0.0, "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for "
+              "distilled checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast).",
+              min=0.0, max=MAX_CFG, step=0.1, round=0.01),
+        Float("shift", 0.0, "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for "
+              "Edge; images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution "
+              "video may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules.",
+              min=0.0, max=MAX_SHIFT, step=0.1, round=0.01),
+        Combo("schedule", SCHEDULE_CHOICES,
+              "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); 'native' = flow "
+              "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
+              "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
+              "'distilled' = the fixed 4-step SDE of distilled checkpoints.", default="auto"),
+        Combo("attention", ATTENTION_CHOICES,
+              "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
+              "(pip install flash-attn); 'sage' = SageAttention (pip install sageattention; int8, not bit-exact); "
+              "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).",
+              default="sdpa"),
+        Bool("cfg_interval", False, "Apply guidance only for timesteps between 400 and 1000 (an option other "
+             "runtimes use for text-to-image; the framework default is off)."),
+        Socket("image_cond", C3MOT_IMAGE_COND, "Optional, for image-to-video: from the Cosmos3 MoT Image "
+               "Condition node (its width/height/frames must match).", optional=True),
+    )
+    OUTPUTS = (Output("samples", LATENT, "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."),)
+
+    def sample(self, model, text, samples, seed, steps, cfg, shift, schedule, attention, cfg_interval,
+               image_cond=None):
+        return (run_sampler(model, text, samples, seed=seed, steps=steps, cfg=cfg, shift=shift, schedule=schedule,
+                            attention=attention, cfg_interval=cfg_interval, image_cond=image_cond),)
+
+
+NODES = [Sampler]
