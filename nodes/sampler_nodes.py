@@ -96,7 +96,11 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     text = _check_text(text)
     image_cond = _check_condition(image_cond)
     frames, height, width = latent_geometry(samples)
-    text.check_matches(frames, height, width)
+    try:
+        text.check_matches(frames, height, width)
+    except ValueError as exc:
+        raise ValueError(f"{exc} In ComfyUI: link the Text Encode's width, height and frames to the Empty "
+                         "Latent's outputs.") from None
     attention = check_attention(attention)
     info = model.info
     plan = plan_mod.resolve_sampling_plan(
