@@ -25,7 +25,7 @@ def compile_generation_layers(
     *,
     backend: str = "inductor",
     mode: str | None = None,
-    dynamic: bool | None = None,
+    dynamic: bool | None = False,
     fullgraph: bool = False,
     options: dict[str, Any] | None = None,
 ) -> int:
@@ -33,7 +33,10 @@ def compile_generation_layers(
 
     ``backend``/``mode``/``dynamic``/``fullgraph``/``options`` are passed to :func:`torch.compile`
     (``mode`` one of :data:`COMPILE_MODES`; ``"reduce-overhead"`` uses CUDA graphs and conflicts with block
-    swap). Raises dynamo's recompile limit to at least 64 entries. Compilation happens lazily on the first step.
+    swap). ``dynamic=False`` (default) specialises on each shape: a sampling run has fixed shapes, and
+    dynamic-shape kernels measured slower (a CFG batch after a serial pass would otherwise recompile as
+    dynamic). Raises dynamo's recompile limit to at least 64 entries. Compilation happens lazily on the first
+    step.
     """
     if not hasattr(torch, "compile"):
         raise RuntimeError("torch.compile needs PyTorch 2.0 or newer")

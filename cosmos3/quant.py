@@ -55,7 +55,7 @@ def quantize_fp8(weight: torch.Tensor, per_channel: bool = False) -> tuple[torch
         amax = w.abs().amax()
     scale = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
     scaled = w / (scale[:, None] if per_channel else scale)
-    return scaled.clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale.to(torch.float32)
+    return scaled.clamp_(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale.to(torch.float32)
 
 
 def dequantize_fp8(weight: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
