@@ -285,6 +285,22 @@ class DiffusersStep:
         return u + self.guidance * (c - u)
 
 
+def diffusers_step(args: argparse.Namespace, config: dict[str, Any], folder: Path) -> Callable[[], torch.Tensor]:
+    """The diffusers baseline every bench compares with: one CFG step (cond + uncond joint forwards) on the
+    same weights, prompts and latents; ``.resident`` = its weight bytes (the whole joint model)."""
+    dtype, device = DTYPES[args.dtype], args.device
+    model = load_diffusers(folder, dtype, device)
+    x = latents(args.grid, dtype, device)
+    run = DiffusersStep(model, ids(args.text_tokens, config["vocab_size"], seed=0),
+                        ids(args.neg_tokens, config["vocab_size"], seed=1), x, 999.0)
+
+    def step() -> torch.Tensor:
+        return run(x)
+
+    step.resident = param_bytes(model)
+    return step
+
+
 # ---------------------------------------------------------------------------------------------- measuring
 
 

@@ -15,6 +15,7 @@ import sys
 from _harness import (
     DTYPES,
     checkpoint,
+    diffusers_step,
     dump,
     free,
     ids,
@@ -83,15 +84,18 @@ def main() -> None:
 
             return step
 
-        timings = interleaved({name: runner(name) for name in usable}, args.runs)
-    base = timings["sdpa"]
-    header = ("backend", "s/step", "cpu s/step", "cpu time vs sdpa", "max|dv| vs sdpa", "rel L2 vs sdpa")
-    rows = []
+        fns = {name: runner(name) for name in usable}
+        fns["diffusers (its default SDPA)"] = diffusers_step(args, config, folder)
+        timings = interleaved(fns, args.runs)
+    base, ref = timings["sdpa"], timings.pop("diffusers (its default SDPA)")
+    header = ("backend", "s/step", "cpu s/step", "cpu time vs sdpa", "speed-up vs diffusers (cpu)", "max|dv| vs sdpa",
+              "rel L2 vs sdpa")
+    rows = [("diffusers (its default SDPA)", f"{ref.wall:.3f}", f"{ref.cpu:.3f}", "-", "1.00x", "-", "-")]
     for name, t in timings.items():
         err = error_stats(base.out, t.out)
         label = f"{name} ({comfy_kernel})" if name == "comfy" and comfy_kernel else name
-        rows.append((label, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(t.cpu, base.cpu), f"{err['max_abs']:.1e}",
-                     f"{err['rel_l2']:.1e}"))
+        rows.append((label, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(t.cpu, base.cpu), ratio(ref.cpu, t.cpu),
+                     f"{err['max_abs']:.1e}", f"{err['rel_l2']:.1e}"))
     print(f"{args.dtype} on {device}, {args.grid} latent ({tokens(args.grid)} tokens), prompts "
           f"{args.text_tokens}/{args.neg_tokens}")
     table(header, rows)

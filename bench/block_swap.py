@@ -16,6 +16,7 @@ import torch
 from _harness import (
     DTYPES,
     checkpoint,
+    diffusers_step,
     dump,
     free,
     ids,
@@ -74,6 +75,9 @@ def main() -> None:
     config = setup(args)
     names = list(variants(config["num_hidden_layers"]))
     with checkpoint(args, config) as folder:
+        if args.measure == "diffusers":
+            measured(args.device, lambda: diffusers_step(args, config, folder))
+            return
         if args.measure:
             def measure_setup():
                 step = build(args.measure, args, config, folder)
@@ -85,18 +89,23 @@ def main() -> None:
             return
         print(machine())
         steps = {v: build(v, args, config, folder) for v in names}
+        steps["diffusers"] = diffusers_step(args, config, folder)
         timings = interleaved(steps, args.runs)
-        memory = isolated(args, folder, names)
-    base = timings["no swap"]
-    header = ("variant", "device weights+K/V MiB", "vs no swap", "swapped layers in flight", "peak RSS sampling MiB",
-              "peak VRAM MiB", "s/step", "cpu time vs no swap", "max|dv|")
-    rows = []
+        memory = isolated(args, folder, ["diffusers", *names])
+    base, ref = timings["no swap"], timings["diffusers"]
+    header = ("variant", "device weights+K/V MiB", "vs no swap", "vs diffusers", "swapped layers in flight",
+              "peak RSS sampling MiB", "peak VRAM MiB", "s/step", "cpu time vs no swap", "speed-up vs diffusers (cpu)",
+              "max|dv|")
+    dmem = memory.get("diffusers", {})
+    rows = [("diffusers", mib(steps["diffusers"].resident), "-", "1.00x", "-", mib(dmem.get("rss")), mib(dmem.get("vram")),
+             f"{ref.wall:.3f}", "-", "1.00x", "-")]
     for name in names:
         step, timing, mem = steps[name], timings[name], memory.get(name, {})
         resident = step.schedule.device_bytes(step.model.gen_tower) + step.kv
         reference = steps["no swap"].schedule.device_bytes(steps["no swap"].model.gen_tower) + step.kv
-        rows.append((name, mib(resident), f"{resident / reference:.2f}x", step.schedule.peak_loaded, mib(mem.get("rss")),
-                     mib(mem.get("vram")), f"{timing.wall:.3f}", ratio(timing.cpu, base.cpu),
+        rows.append((name, mib(resident), f"{resident / reference:.2f}x", f"{resident / steps['diffusers'].resident:.2f}x",
+                     step.schedule.peak_loaded, mib(mem.get("rss")), mib(mem.get("vram")), f"{timing.wall:.3f}",
+                     ratio(timing.cpu, base.cpu), ratio(ref.cpu, timing.cpu),
                      f"{(timing.out - base.out).abs().max().item():.1e}"))
     layer = module_nbytes(steps["no swap"].model.gen_tower.layers[0])
     print(f"{args.dtype} on {args.device}, {args.grid} latent, one generation layer = {layer / 2**20:.0f} MiB, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 from _harness import (
     DTYPES,
     checkpoint,
+    diffusers_step,
     dump,
     free,
     ids,
@@ -77,22 +78,29 @@ def main() -> None:
     args = p.parse_args()
     config = setup(args)
     with checkpoint(args, config) as folder:
+        if args.measure == "diffusers":
+            measured(args.device, lambda: diffusers_step(args, config, folder))
+            return
         if args.measure:
             measured(args.device, lambda: build_all(args, config, folder, only=args.measure))
             return
         print(machine())
         steps = build_all(args, config, folder)
+        names = list(steps)
+        steps["diffusers"] = diffusers_step(args, config, folder)  # same prompts as the equal-length rows
         timings = interleaved(steps, args.runs)
-        memory = isolated(args, folder, list(steps))
-    names = list(steps)
-    header = ("variant", "s/step", "cpu s/step", "speed-up vs serial (cpu)", "peak RSS sampling MiB", "peak VRAM MiB",
-              "max|dv| vs serial")
-    rows = []
+        memory = isolated(args, folder, ["diffusers", *names])
+    ref = timings["diffusers"]
+    header = ("variant", "s/step", "cpu s/step", "speed-up vs serial (cpu)", "speed-up vs diffusers (cpu)",
+              "peak RSS sampling MiB", "peak VRAM MiB", "max|dv| vs serial")
+    dmem = memory.get("diffusers", {})
+    rows = [(f"diffusers {args.text_tokens}/{args.text_tokens}", f"{ref.wall:.3f}", f"{ref.cpu:.3f}", "-", "1.00x",
+             mib(dmem.get("rss")), mib(dmem.get("vram")), "-")]
     for index, name in enumerate(names):
         serial = timings[names[0] if index < 2 else names[2]]  # equal-length rows vs the first serial run
         t, mem = timings[name], memory.get(name, {})
-        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(serial.cpu, t.cpu), mib(mem.get("rss")),
-                     mib(mem.get("vram")), f"{(t.out - serial.out).abs().max().item():.1e}"))
+        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(serial.cpu, t.cpu), ratio(ref.cpu, t.cpu),
+                     mib(mem.get("rss")), mib(mem.get("vram")), f"{(t.out - serial.out).abs().max().item():.1e}"))
     print(f"{args.dtype} on {args.device}, {args.grid} latent ({tokens(args.grid)} tokens)")
     table(header, rows)
     dump(args, header, rows)

@@ -11,6 +11,7 @@ import time
 from _harness import (
     DTYPES,
     checkpoint,
+    diffusers_step,
     dump,
     free,
     ids,
@@ -67,14 +68,17 @@ def main() -> None:
 
         fns = {f"{name} {mode}": runner(name, mode == "cfg-batch") for mode in ("serial", "cfg-batch")
                for name in ("eager", "compiled")}
+        fns["diffusers"] = diffusers_step(args, config, folder)
         timings = interleaved(fns, args.runs)
-    header = ("variant", "s/step", "cpu s/step", "speed-up vs eager (cpu)", "max|dv| vs eager", "rel L2")
-    rows = []
+    ref = timings.pop("diffusers")
+    header = ("variant", "s/step", "cpu s/step", "speed-up vs eager (cpu)", "speed-up vs diffusers (cpu)",
+              "max|dv| vs eager", "rel L2")
+    rows = [("diffusers (eager)", f"{ref.wall:.3f}", f"{ref.cpu:.3f}", "-", "1.00x", "-", "-")]
     for name, t in timings.items():
         base = timings[name.replace("compiled", "eager")]
         err = error_stats(base.out, t.out)
-        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(base.cpu, t.cpu), f"{err['max_abs']:.1e}",
-                     f"{err['rel_l2']:.1e}"))
+        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(base.cpu, t.cpu), ratio(ref.cpu, t.cpu),
+                     f"{err['max_abs']:.1e}", f"{err['rel_l2']:.1e}"))
     print(f"{args.dtype} on {device}, {args.grid} latent ({tokens(args.grid)} tokens), backend {args.backend}, "
           f"mode {args.mode}; first (compiling) step: serial {first['serial']:.1f} s, cfg-batch {first['batched']:.1f} s")
     table(header, rows)

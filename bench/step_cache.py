@@ -15,6 +15,7 @@ from __future__ import annotations
 from _harness import (
     DTYPES,
     checkpoint,
+    diffusers_step,
     dump,
     free,
     grid,
@@ -41,7 +42,7 @@ def main() -> None:
     p.add_argument("--shift", type=float, default=3.0)
     p.add_argument("--thresholds", default="0.02,0.05,0.1,0.2")
     p.add_argument("--warmup", type=int, default=3, help="StepCache warmup_steps")
-    p.set_defaults(runs=1)
+    p.set_defaults(runs=2)
     args = p.parse_args()
     config = setup(args)
     dtype, device = DTYPES[args.dtype], args.device
@@ -67,14 +68,21 @@ def main() -> None:
             return lambda: sample(model, prompt, step_cache=cache, **kwargs)
 
         timings = interleaved({name: runner(cache) for name, cache in caches.items()}, args.runs)
+        model = prompt = None
+        free()
+        reference = interleaved({"diffusers": diffusers_step(args, config, folder)}, max(2, args.runs))["diffusers"]
     base = timings["off"]
-    header = ("step cache", "skipped steps", "s/run", "s/step", "speed-up (cpu)", "max|diff|", "rel L2", "PSNR dB")
+    print(f"diffusers (no cache) CFG step on the same weights: {reference.wall:.3f} s/step "
+          f"({reference.cpu:.3f} cpu s) -> {reference.wall * args.steps:.2f} s per {args.steps}-step run")
+    header = ("step cache", "skipped steps", "s/run", "s/step", "speed-up (cpu)", "ideal speed-up",
+              "speed-up vs diffusers (cpu)", "max|diff|", "rel L2", "PSNR dB")
     rows = []
     for name, t in timings.items():
         cache = caches[name]
         err = error_stats(base.out, t.out)
         skipped = len(cache.skipped_steps) if cache is not None else 0
         rows.append((name, f"{skipped}/{args.steps}", f"{t.wall:.2f}", f"{t.wall / args.steps:.3f}", ratio(base.cpu, t.cpu),
+                     f"{args.steps / (args.steps - skipped):.2f}x", ratio(reference.cpu * args.steps, t.cpu),
                      f"{err['max_abs']:.3f}", f"{err['rel_l2']:.2e}",
                      "inf" if err["psnr"] == float("inf") else f"{err['psnr']:.1f}"))
     print(f"{args.dtype} on {device}, {width}x{height}x{num_frames}, {args.steps} steps, CFG {args.guidance}, "

@@ -6,6 +6,7 @@ prompt) and drops the text tower before sampling; "ours cfg-batch" runs cond+unc
 
     python bench/t2i_denoise.py                     # bf16, 900 latent tokens (60x60 latent), 300/300 tokens
     python bench/t2i_denoise.py --dtype fp32 --neg-tokens 120
+    python bench/t2i_denoise.py --compile           # + "ours cfg-batch compiled" (torch.compile, inductor)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
+from cosmos3.compile import compile_generation_layers
 from cosmos3.transformer import BatchedTextKV, module_nbytes
 
 VARIANTS = ("diffusers", "ours", "ours cfg-batch")
@@ -62,7 +64,9 @@ def build(variant: str, args, config, folder):
     build.encode_s = time.perf_counter() - start
     model.drop_text_tower()
     free()
-    both = BatchedTextKV.from_caches([cond, uncond], device=device) if variant == "ours cfg-batch" else None
+    if variant.endswith("compiled"):
+        compile_generation_layers(model)
+    both = BatchedTextKV.from_caches([cond, uncond], device=device) if "cfg-batch" in variant else None
     if both is not None:
         del cond, uncond
         cond = uncond = None
@@ -79,18 +83,20 @@ def build(variant: str, args, config, folder):
 def main() -> None:
     p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--timestep", type=float, default=999.0)
+    p.add_argument("--compile", action="store_true", help="add a torch.compile'd cfg-batch variant")
     args = p.parse_args()
     config = setup(args)
+    variants = (*VARIANTS, "ours cfg-batch compiled") if args.compile else VARIANTS
     with checkpoint(args, config) as folder:
         if args.measure:
             measured(args.device, lambda: build(args.measure, args, config, folder))
             return
         print(machine())
-        steps = {v: build(v, args, config, folder) for v in VARIANTS}
+        steps = {v: build(v, args, config, folder) for v in variants}
         timings = interleaved(steps, args.runs)
-        memory = isolated(args, folder, VARIANTS)
+        memory = isolated(args, folder, variants)
     base = timings["diffusers"]
-    resident = {v: steps[v].resident for v in VARIANTS}
+    resident = {v: steps[v].resident for v in variants}
     header = ("variant", "s/step", "cpu s/step", "speed-up", "speed-up (cpu)", "resident weights MiB", "vs diffusers",
               "peak RSS sampling MiB", "peak RSS load MiB", "peak VRAM MiB", "max|dv|")
     rows = []

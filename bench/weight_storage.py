@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from _harness import (
     checkpoint,
+    diffusers_step,
     dump,
     free,
     ids,
@@ -43,6 +44,10 @@ VARIANTS = {  # name: (compute dtype, weight storage)
 
 
 def build(variant: str, args, config, folder):
+    if variant == "diffusers":
+        step = diffusers_step(args, config, folder)
+        step.full = step.resident
+        return step
     dtype, storage = VARIANTS[variant]
     device = args.device
     model = load_transformer(folder, dtype=dtype, device=device, weight_storage=storage)
@@ -69,21 +74,25 @@ def main() -> None:
             measured(args.device, lambda: build(args.measure, args, config, folder))
             return
         print(machine())
-        steps = {v: build(v, args, config, folder) for v in VARIANTS}
+        names = [f"diffusers {args.dtype}", *VARIANTS]
+        steps = {v: build("diffusers" if v.startswith("diffusers") else v, args, config, folder) for v in names}
         timings = interleaved(steps, args.runs)
-        memory = isolated(args, folder, list(VARIANTS))
-    reference, base = timings["fp32"], timings["bf16"]
-    header = ("storage / compute", "model MiB", "sampling resident MiB", "vs bf16", "peak RSS sampling MiB",
-              "peak VRAM MiB", "s/step", "cpu time vs bf16", "rel L2 vs fp32", "PSNR dB")
+        memory = isolated(args, folder, ["diffusers", *VARIANTS])
+        memory[names[0]] = memory.pop("diffusers", {})
+    reference, base, ref = timings["fp32"], timings["bf16"], timings[names[0]]
+    header = ("storage / compute", "model MiB", "sampling resident MiB", "vs bf16", "vs diffusers", "peak RSS sampling MiB",
+              "peak VRAM MiB", "s/step", "cpu time vs bf16", "speed-up vs diffusers (cpu)", "rel L2 vs fp32", "PSNR dB")
     rows = []
     for name, timing in timings.items():
         err = error_stats(reference.out, timing.out)
         mem = memory.get(name, {})
         rows.append((name, mib(steps[name].full), mib(steps[name].resident),
-                     f"{steps[name].resident / steps['bf16'].resident:.2f}x", mib(mem.get("rss")), mib(mem.get("vram")),
-                     f"{timing.wall:.3f}", ratio(timing.cpu, base.cpu), f"{err['rel_l2']:.2e}",
+                     f"{steps[name].resident / steps['bf16'].resident:.2f}x",
+                     f"{steps[name].resident / steps[names[0]].resident:.2f}x", mib(mem.get("rss")), mib(mem.get("vram")),
+                     f"{timing.wall:.3f}", ratio(timing.cpu, base.cpu), ratio(ref.cpu, timing.cpu), f"{err['rel_l2']:.2e}",
                      "inf" if err["psnr"] == float("inf") else f"{err['psnr']:.1f}"))
-    print(f"{args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} tokens, device {args.device}")
+    print(f"{args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} tokens, device {args.device}, "
+          f"diffusers in {args.dtype} (--dtype)")
     table(header, rows)
     dump(args, header, rows)
 

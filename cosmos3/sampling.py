@@ -187,30 +187,37 @@ def sample(
     total = sampler.num_steps
     if step_cache is not None:
         step_cache.reset(total)
-    for index in range(total):
-        timestep = sampler.timesteps[index].item()
+    try:
+        for index in range(total):
+            timestep = sampler.timesteps[index].item()
+            if step_cache is not None:
+                step_cache.begin_step(index)
+            guided = use_cfg and guidance_active(timestep, guidance_interval)
+            if guided and both is not None:
+                pair = transformer.velocity_batch(
+                    latents, timestep, both, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cfg"
+                ).float()
+                v = cfg_combine(pair[0:1], pair[1:2], guidance)
+            else:
+                v = transformer.velocity(
+                    latents, timestep, cond_cache, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cond"
+                ).float()
+                if guided:
+                    v_uncond = transformer.velocity(
+                        latents, timestep, uncond_cache, fps=fps, condition_frames=frames, step_cache=step_cache,
+                        branch="uncond",
+                    )
+                    v = cfg_combine(v, v_uncond.float(), guidance)
+            denoised = latents.float() - float(sampler.sigmas[index]) * v if callback is not None else None
+            latents = sampler.step(v, index, latents, generator=generator)
+            if condition is not None and reanchor_condition:
+                latents = reanchor(latents, clean, mask)
+            if callback is not None:
+                callback(StepInfo(index, total, float(timestep), latents.float(), denoised))
+    finally:  # free what only sampling needed (the VAE decode wants the room)
+        swap = getattr(transformer, "block_swap", None)
+        if swap is not None:
+            swap.unload_all()  # the layer prefetched for a next pass
         if step_cache is not None:
-            step_cache.begin_step(index)
-        guided = use_cfg and guidance_active(timestep, guidance_interval)
-        if guided and both is not None:
-            pair = transformer.velocity_batch(
-                latents, timestep, both, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cfg"
-            ).float()
-            v = cfg_combine(pair[0:1], pair[1:2], guidance)
-        else:
-            v = transformer.velocity(
-                latents, timestep, cond_cache, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cond"
-            ).float()
-            if guided:
-                v_uncond = transformer.velocity(
-                    latents, timestep, uncond_cache, fps=fps, condition_frames=frames, step_cache=step_cache,
-                    branch="uncond",
-                )
-                v = cfg_combine(v, v_uncond.float(), guidance)
-        denoised = latents.float() - float(sampler.sigmas[index]) * v if callback is not None else None
-        latents = sampler.step(v, index, latents, generator=generator)
-        if condition is not None and reanchor_condition:
-            latents = reanchor(latents, clean, mask)
-        if callback is not None:
-            callback(StepInfo(index, total, float(timestep), latents.float(), denoised))
+            step_cache.release()
     return latents.float().cpu()

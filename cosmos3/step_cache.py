@@ -78,6 +78,11 @@ class StepCache:
         self._residuals = {}
         self._last_computed = -1
 
+    def release(self) -> None:
+        """Drop the stored signal and residuals (keeps the statistics of the run)."""
+        self._previous = None
+        self._residuals = {}
+
     def begin_step(self, index: int) -> None:
         """Mark the start of denoising step ``index`` (the decision is made on its first lookup)."""
         self.step = int(index)
