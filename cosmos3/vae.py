@@ -10,8 +10,16 @@ Shapes (B = batch, F = 4k + 1 frames, H and W multiples of 16):
 Computation follows diffusers' ``AutoencoderKLWan`` chunk schedule exactly: the encoder sees frame 0 alone,
 then groups of 4 frames; the decoder sees one latent frame at a time. Every causal convolution keeps the last
 two frames of its input in a per-call *stream state* (``dict`` keyed by module), so consecutive calls compute
-what one call over all frames would. On top of that schedule, stages that never mix frames run one frame at a
-time and large intermediates are written in place, which lowers peak memory without changing the result.
+what one call over all frames would. Results match diffusers to float rounding (bit-identical in bf16 on
+the CPU builds tested); only the memory behaviour differs:
+
+* stages that never mix frames run one frame at a time (all decoder levels above the first temporal
+  up-sampling, the encoder levels before the first temporal down-sampling);
+* each causal cache is one long-lived ring buffer updated in place, and on large frames causal and
+  up-sampling convolutions run over bands of output rows, so neither a history+input concatenation (nor the
+  backend's re-layout of it) nor an up-sampled frame exists at full size;
+* the decoder writes finished frames straight into the preallocated output (optionally on another device).
+
 Spatial tiling (see :mod:`cosmos3.vae_tiling`) bounds memory further for large frames.
 
 Parameter names follow the diffusers checkpoint layout so ``vae/diffusion_pytorch_model.safetensors`` loads
@@ -28,15 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vae_config import WAN22_VAE_CONFIG, WanVAEConfig
 from . import vae_tiling as tiling
+from .vae_config import WAN22_VAE_CONFIG, WanVAEConfig
 
 StreamState = dict  # module -> cached frames / first-call marker; one per (sample, tile) stream
 ProgressFn = Callable[[int, int], Any]
 
 _NORM_CHUNK_ELEMENTS = 1 << 20  # float32 scratch per chunk when normalising half-precision activations
-_BAND_BYTES = 4 << 20  # input bytes per row band of a causal convolution
+_BAND_BYTES = 16 << 20  # minimum input bytes per row band of a causal / up-sampling convolution
+_BAND_PER_WEIGHT = 2  # ... and at least this many times the weight's bytes
 _MIN_BAND_ROWS = 8
+_MAX_PIXEL_MAGNITUDE = 1.5  # encode refuses inputs clearly outside [-1, 1] (e.g. 0..255 images)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -51,9 +61,9 @@ class CausalConv3d(nn.Conv3d):
     the input. With a stream state, the last ``2 * pt`` input frames are remembered, so consecutive calls
     compute what one call over all frames would (zeros before the first frame).
 
-    Memory: the history lives in one buffer per convolution, slid in place; the convolution runs over bands
-    of rows, so neither the history+input concatenation nor the backend's re-layout of it ever exists at
-    full frame size.
+    Memory: the history lives in one ring buffer per convolution, updated in place; on large frames the
+    convolution runs over bands of rows, so neither the history+input concatenation nor the backend's
+    re-layout of it exists at full frame size. Results are those of one convolution over the whole frame.
     """
 
     def __init__(
@@ -75,52 +85,116 @@ class CausalConv3d(nn.Conv3d):
         if self.stride != (1, 1, 1):
             raise NotImplementedError("strided causal convolutions with history are not used by this VAE")
         state = {} if state is None else state
-        hist = self.history
-        cache = state.get(self)
-        if cache is None:  # start of a stream: the history is zeros
+        ring = state.get(self)
+        if ring is None:  # start of a stream: the history is zeros
             b, c, _, h, w = x.shape
-            cache = state[self] = x.new_zeros((b, c, hist, h, w))
-        out = self._banded(cache, x)
-        # Slide the history in place (one long-lived buffer per conv keeps the allocator unfragmented).
-        t = x.shape[2]
-        if t >= hist:
-            cache.copy_(x[:, :, t - hist :])
-        else:
-            for i in range(hist - t):
-                cache[:, :, i].copy_(cache[:, :, i + t])
-            cache[:, :, hist - t :].copy_(x)
+            ring = state[self] = _History(x.new_zeros((b, c, self.history, h, w)))
+        out = self._banded(ring.frames(), x)
+        ring.push(x)
         return out
 
-    def _banded(self, cache: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Convolve ``cat(cache, x)`` over time, one band of output rows at a time."""
-        b, c, t, h, w = x.shape
-        ph, pw = self.spatial_padding[1], self.spatial_padding[2]
+    def _band_rows(self, x: torch.Tensor) -> int:
+        """Output rows per band for input ``x`` (>= H means a single call)."""
+        b, c, t, _, w = x.shape
         row_bytes = b * c * (self.history + t) * w * x.element_size()
-        step = max(_MIN_BAND_ROWS, _BAND_BYTES // max(row_bytes, 1))
-        if step >= h:  # small frame: a single call
-            return F.conv3d(torch.cat([cache, x], dim=2), self.weight, self.bias, 1, self.spatial_padding)
-        out = torch.empty((b, self.out_channels, t + self.history - self.kernel_size[0] + 1, h, w), dtype=x.dtype, device=x.device)
+        # Every call re-lays-out the weight for the backend: keep bands several times larger than the weight.
+        band_bytes = max(_BAND_BYTES, _BAND_PER_WEIGHT * self.weight.numel() * self.weight.element_size())
+        return max(_MIN_BAND_ROWS, band_bytes // max(row_bytes, 1))
+
+    def activated(self, norm: nn.Module, x: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """``self(silu(norm(x)), state)``. For a single large frame the activation is computed band by band
+        and written straight into the history ring (its oldest slot, once no later band still reads the old
+        rows as halo), so the activated frame never exists separately."""
+        b, c, t, h, w = x.shape
+        step = self._band_rows(x)
+        if self.history != 2 or t != 1 or step >= h:
+            return self(F.silu(norm(x), inplace=True), state)
+        ring = state.get(self)
+        if ring is None:
+            ring = state[self] = _History(x.new_zeros((b, c, 2, h, w)))
+        old, newer = ring.buffer[:, :, ring.start], ring.buffer[:, :, 1 - ring.start]
+        ph, pw = self.spatial_padding[1], self.spatial_padding[2]
+        out = torch.empty((b, self.out_channels, 1, h, w), dtype=x.dtype, device=x.device)
+        written = 0
         for r0 in range(0, h, step):
             r1 = min(h, r0 + step)
             lo, hi = max(0, r0 - ph), min(h, r1 + ph)
-            band = torch.cat([cache[:, :, :, lo:hi], x[:, :, :, lo:hi]], dim=2)
-            pad_top, pad_bottom = ph - (r0 - lo), ph - (hi - r1)
-            if pad_top or pad_bottom:
-                band = F.pad(band, (0, 0, pad_top, pad_bottom))
+            top = ph - (r0 - lo)
+            act = F.silu(norm(x[:, :, :, lo:hi]), inplace=True)[:, :, 0]
+            band = x.new_empty((b, c, 3, r1 - r0 + 2 * ph, w))
+            band[:, :, :, :top].zero_()
+            band[:, :, :, top + hi - lo :].zero_()
+            band[:, :, 0, top : top + hi - lo] = old[:, :, lo:hi]
+            band[:, :, 1, top : top + hi - lo] = newer[:, :, lo:hi]
+            band[:, :, 2, top : top + hi - lo] = act
+            out[:, :, :, r0:r1] = F.conv3d(band, self.weight, self.bias, 1, (0, 0, pw))
+            del band
+            upto = h if r1 == h else r1 - ph  # the next band still reads rows >= r1 - ph of the old frame
+            old[:, :, written:upto] = act[:, :, written - lo : upto - lo]
+            written = upto
+        ring.start = 1 - ring.start
+        return out
+
+    def _banded(self, history: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``history + x`` (concatenated over time), one band of output rows at a time."""
+        b, c, t, h, w = x.shape
+        ph, pw = self.spatial_padding[1], self.spatial_padding[2]
+        frames = self.history + t
+        step = self._band_rows(x)
+        if step >= h:  # small frame: a single call
+            return F.conv3d(torch.cat([*history, x], dim=2), self.weight, self.bias, 1, self.spatial_padding)
+        t_out = frames - self.kernel_size[0] + 1
+        out = torch.empty((b, self.out_channels, t_out, h, w), dtype=x.dtype, device=x.device)
+        for r0 in range(0, h, step):
+            r1 = min(h, r0 + step)
+            lo, hi = max(0, r0 - ph), min(h, r1 + ph)
+            top = ph - (r0 - lo)  # zero rows above the frame
+            band = x.new_empty((b, c, frames, r1 - r0 + 2 * ph, w))
+            band[:, :, :, :top].zero_()
+            band[:, :, :, top + hi - lo :].zero_()
+            i = 0
+            for piece in (*history, x):
+                n = piece.shape[2]
+                band[:, :, i : i + n, top : top + hi - lo] = piece[:, :, :, lo:hi]
+                i += n
             out[:, :, :, r0:r1] = F.conv3d(band, self.weight, self.bias, 1, (0, 0, pw))
             del band
         return out
 
 
+class _History:
+    """The last ``n`` input frames of a causal conv as a ring buffer ``[B, C, n, H, W]`` updated in place."""
+
+    def __init__(self, buffer: torch.Tensor) -> None:
+        self.buffer = buffer
+        self.start = 0  # slot of the oldest frame
+
+    def frames(self) -> list[torch.Tensor]:
+        """Oldest-first ``[B, C, k, H, W]`` views covering the ring (at most two pieces)."""
+        if self.start == 0:
+            return [self.buffer]
+        return [self.buffer[:, :, self.start :], self.buffer[:, :, : self.start]]
+
+    def push(self, x: torch.Tensor) -> None:
+        n, t = self.buffer.shape[2], x.shape[2]
+        if t >= n:
+            self.buffer.copy_(x[:, :, t - n :])
+            self.start = 0
+            return
+        for i in range(t):  # overwrite the oldest slot
+            self.buffer[:, :, self.start].copy_(x[:, :, i])
+            self.start = (self.start + 1) % n
+
+
 def _unit_channels(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out = x / max(||x||_2 over dim 1, 1e-12)``; half precision is normalised in float32 (row chunks)."""
+    """``out = x / max(||x||_2 over dim 1, 1e-12)``; half precision is normalised in float32 and rounded once,
+    a few rows at a time (a whole-frame float32 copy would cost more than the frame itself)."""
     if x.dtype in (torch.float32, torch.float64):
         return F.normalize(x, dim=1, out=out)
     rows = x.shape[-2]
-    per_row = max(1, x.numel() // max(rows, 1))
-    step = max(1, _NORM_CHUNK_ELEMENTS // per_row)
+    step = max(1, _NORM_CHUNK_ELEMENTS // max(1, x.numel() // max(rows, 1)))
     for r in range(0, rows, step):
-        out[..., r : r + step, :].copy_(F.normalize(x[..., r : r + step, :].float(), dim=1))
+        out[..., r : r + step, :] = F.normalize(x[..., r : r + step, :].float(), dim=1)
     return out
 
 
@@ -138,8 +212,8 @@ class ChannelRMSNorm(nn.Module):
 
 
 def _norm_silu_conv(norm: ChannelRMSNorm, conv: CausalConv3d, x: torch.Tensor, state: StreamState) -> torch.Tensor:
-    """``conv(silu(norm(x)))`` with the activation computed in place."""
-    return conv(F.silu(norm(x), inplace=True), state)
+    """``conv(silu(norm(x)))`` (see :meth:`CausalConv3d.activated`)."""
+    return conv.activated(norm, x, state)
 
 
 class ResBlock(nn.Module):
@@ -154,8 +228,8 @@ class ResBlock(nn.Module):
         self.conv_shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else None
 
     def forward(self, x: torch.Tensor, state: StreamState) -> torch.Tensor:
-        skip = self.conv_shortcut(x) if self.conv_shortcut is not None else x
         y = _norm_silu_conv(self.norm1, self.conv1, x, state)
+        skip = self.conv_shortcut(x) if self.conv_shortcut is not None else x  # not alive during conv1
         y = _norm_silu_conv(self.norm2, self.conv2, y, state)
         return y.add_(skip)
 
@@ -263,7 +337,8 @@ def _upsample_conv_into(conv: nn.Conv2d, frame: torch.Tensor, out: torch.Tensor)
     h, w = frame.shape[-2:]
     rows = 2 * h
     row_bytes = frame.shape[0] * frame.shape[1] * 2 * w * frame.element_size()
-    step = max(_MIN_BAND_ROWS, _BAND_BYTES // max(row_bytes, 1)) // 2 * 2
+    band_bytes = max(_BAND_BYTES, _BAND_PER_WEIGHT * conv.weight.numel() * conv.weight.element_size())
+    step = max(_MIN_BAND_ROWS, band_bytes // max(row_bytes, 1)) // 2 * 2
     if step >= rows:
         out.copy_(conv(F.interpolate(frame, scale_factor=2.0, mode="nearest-exact")))
         return
@@ -372,8 +447,23 @@ class UpStage(nn.Module):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _profile_resblock(block: ResBlock, scale: int) -> list[tuple[str, int, int]]:
-    return [("conv", block.conv1.in_channels, scale), ("conv", block.conv2.in_channels, scale)]
+# Memory profile entries: ("cache", units, scale) persist for the whole stream, ("work", units, scale) are one
+# step's transients (only the largest counts). Bytes = units * scale^2 * latent pixels * itemsize, where scale
+# is the resolution relative to the latent grid. Work multipliers were calibrated on CPU (see vae_tiling).
+_WORK_PER_CONV = 7  # x, normalised input, band buffers and backend copies, output, shortcut (units of C_in)
+_WORK_PER_CHUNK_FRAME = 6  # per frame of a multi-frame encoder chunk (units of C_out)
+_WORK_PER_UPSAMPLED = 4  # output frames of an up-sampler plus banded scratch (units of C_out)
+
+
+def _conv_profile(conv: CausalConv3d, scale: int, frames: int = 1) -> list[tuple[str, int, int]]:
+    return [
+        ("cache", conv.history * conv.in_channels, scale),
+        ("work", _WORK_PER_CONV * conv.in_channels * frames, scale),
+    ]
+
+
+def _resblock_profile(block: ResBlock, scale: int, frames: int = 1) -> list[tuple[str, int, int]]:
+    return _conv_profile(block.conv1, scale, frames) + _conv_profile(block.conv2, scale, frames)
 
 
 class Encoder(nn.Module):
@@ -416,21 +506,22 @@ class Encoder(nn.Module):
         x = self.mid_block(x, state)
         return _norm_silu_conv(self.norm_out, self.conv_out, x, state)
 
-    def profile(self) -> list[tuple[str, int, int]]:
-        """``(kind, channels, scale)`` entries for the memory estimate; scale is relative to the latent grid."""
-        n = len(self.down_blocks)
-        scale = 2 ** (n - 1)
-        entries = [("conv", self.conv_in.in_channels, scale)]
-        for block in self.down_blocks:
+    def profile(self, chunk_frames: int = 4) -> list[tuple[str, int, int]]:
+        """Memory profile entries (see ``_conv_profile``) for chunks of ``chunk_frames`` input frames."""
+        scale, frames = 2 ** (len(self.down_blocks) - 1), chunk_frames
+        entries = _conv_profile(self.conv_in, scale)
+        for i, block in enumerate(self.down_blocks):
+            local = i < self.frame_local_levels
             for resnet in block.resnets:
-                entries += _profile_resblock(resnet, scale)
-            entries.append(("act", block.resnets[0].conv1.in_channels * (4 if block.factor_t > 1 else 1), scale))
+                entries += _resblock_profile(resnet, scale, 1 if local else frames)
+            if not local:
+                entries.append(("work", _WORK_PER_CHUNK_FRAME * block.out_dim * frames, scale))
             if block.downsampler is not None:
                 scale //= 2
+            frames = max(1, frames // block.factor_t)
         for resnet in self.mid_block.resnets:
-            entries += _profile_resblock(resnet, scale)
-        entries.append(("conv", self.conv_out.in_channels, scale))
-        return entries
+            entries += _resblock_profile(resnet, scale)
+        return entries + _conv_profile(self.conv_out, scale)
 
 
 class Decoder(nn.Module):
@@ -472,20 +563,21 @@ class Decoder(nn.Module):
             yield from self._climb(level + 1, x[:, :, i : i + 1], state, first)
 
     def profile(self) -> list[tuple[str, int, int]]:
+        """Memory profile entries (see ``_conv_profile``) of one decode step."""
         scale = 1
-        entries = [("conv", self.conv_in.in_channels, scale)]
+        entries = _conv_profile(self.conv_in, scale)
         for resnet in self.mid_block.resnets:
-            entries += _profile_resblock(resnet, scale)
+            entries += _resblock_profile(resnet, scale)
         for block in self.up_blocks:
             for resnet in block.resnets:
-                entries += _profile_resblock(resnet, scale)
+                entries += _resblock_profile(resnet, scale)
             if block.upsampler is not None:
                 if block.upsampler.time_conv is not None:
-                    entries.append(("conv", block.upsampler.time_conv.in_channels, scale))
+                    entries += _conv_profile(block.upsampler.time_conv, scale)
                 scale *= 2
-                entries.append(("act", block.upsampler.resample["1"].out_channels * block.factor_t, scale))
-        entries.append(("conv", self.conv_out.in_channels, scale))
-        return entries
+                out_channels = block.upsampler.resample["1"].out_channels
+                entries.append(("work", _WORK_PER_UPSAMPLED * out_channels * block.factor_t, scale))
+        return entries + _conv_profile(self.conv_out, scale)
 
 
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -567,7 +659,7 @@ class WanVAE(nn.Module):
             raise ValueError(f"{what}: expected latents [B, {self.config.z_dim}, T, H, W], got {list(z.shape)}")
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw latents -> normalised: ``(raw - mean) * inv_std`` computed in the VAE dtype, returned in ``raw``'s dtype."""
+        """Raw -> normalised latents: ``(raw - mean) * inv_std`` in the VAE dtype, returned in ``raw``'s dtype."""
         self._check_latent_channels(raw, "normalize")
         mean, inv_std = self.latent_stats(raw.device)
         return ((raw.to(self.dtype) - mean) * inv_std).to(raw.dtype)
@@ -605,8 +697,16 @@ class WanVAE(nn.Module):
             raise TypeError(f"encode: expected floating point pixels in [-1, 1], got {pixels.dtype}")
         b, c, f, h, w = pixels.shape
         if c != cfg.pixel_channels:
-            raise ValueError(f"encode: expected {cfg.pixel_channels} colour channels in dim 1, got shape {list(pixels.shape)}")
+            raise ValueError(
+                f"encode: expected {cfg.pixel_channels} colour channels in dim 1, got shape {list(pixels.shape)}"
+            )
         tiling.check_pixel_size(f, h, w, cfg)
+        peak = pixels.detach().abs().amax().item()
+        if peak > _MAX_PIXEL_MAGNITUDE:
+            raise ValueError(
+                f"encode: pixels must be in [-1, 1] (got max |x| = {peak:g}); convert 0..255 images with "
+                "x / 127.5 - 1 and 0..1 images with 2 * x - 1"
+            )
         sf, tf, p = cfg.spatial_factor, cfg.temporal_factor, cfg.patch_size
         lt, lh, lw = 1 + (f - 1) // tf, h // sf, w // sf
         plan = tiling.plan_tiles(
@@ -670,9 +770,8 @@ class WanVAE(nn.Module):
         )
         device, dtype = self.device, self.dtype
         out_device = torch.device(output_device) if output_device is not None else device
-        out = torch.zeros(
-            (b, cfg.pixel_channels, n_frames, lh * sf, lw * sf), dtype=output_dtype or dtype, device=out_device
-        )
+        alloc = torch.empty if plan.single else torch.zeros  # tiles accumulate; an untiled run writes every pixel
+        out = alloc((b, cfg.pixel_channels, n_frames, lh * sf, lw * sf), dtype=output_dtype or dtype, device=out_device)
         total, done = b * len(plan.tiles) * t, 0
         for bi in range(b):
             for tile in plan.tiles:

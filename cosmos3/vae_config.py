@@ -158,7 +158,8 @@ class WanVAEConfig:
             raise VAEConfigError(f"{where}{exc}") from None
         except (TypeError, ValueError) as exc:
             raise VAEConfigError(f"{where}malformed value in VAE config ({exc})") from None
-        for key, derived in (("scale_factor_temporal", cfg.temporal_factor), ("scale_factor_spatial", cfg.spatial_factor)):
+        derived_factors = (("scale_factor_temporal", cfg.temporal_factor), ("scale_factor_spatial", cfg.spatial_factor))
+        for key, derived in derived_factors:
             stated = config.get(key)
             if stated is not None and int(stated) != derived:
                 raise VAEConfigError(f"{where}{key} is {stated} but the architecture gives {derived}")

@@ -34,10 +34,8 @@ MAX_DEFAULT_OVERLAP = 64  # pixels
 GPU_BUDGET_FRACTION = 0.6  # of the currently free CUDA memory
 CPU_BUDGET_FRACTION = 0.5  # of MemAvailable
 CPU_FALLBACK_BUDGET = 4 << 30
-# Bytes per (channel x latent-pixel x scale^2) unit: see estimate_bytes(). Calibrated on CPU (fp32 and bf16,
-# Wan 2.2 widths) so that the estimate is an upper bound of the measured peak; GPU allocators behave alike.
-_TRANSIENT_FACTOR = {"conv": 7, "act": 4}
-_SAFETY = 1.15
+# Calibrated on CPU (fp32 and bf16, Wan 2.2 widths) so that the estimate bounds the measured peak from above.
+_SAFETY = 1.25
 _FIXED_OVERHEAD = 64 << 20
 
 
@@ -121,13 +119,14 @@ def estimate_bytes(vae: "WanVAE", kind: str, latent_h: int, latent_w: int) -> in
     whole stream) plus the largest transient working set of a single step (a conv's history+input buffer,
     its backend copy and output; or an up/down-sampled frame), both linear in the latent area, plus a fixed
     part (backend copies of the largest weight, scratch). Excludes the weights and the output tensor.
-    Measured on CPU with Wan 2.2 widths in bf16 (peak RSS, 2 latent frames): decode 16x16 latents 469 MiB
-    (estimate 561), 32x32 1435 MiB (1717); encode 32x32 latents 496 MiB (603).
+    Measured peak RSS on CPU (Wan 2.2 widths, 2 latent frames / 5 pixel frames) vs estimate: bf16 decode
+    16x16 latents 410 MiB (591), 32x32 1365 (1847), 24x40 1464 (1743); fp32 decode 24x24 1521 (2165);
+    bf16 encode 16x16 183 (284), 32x32 600 (819).
     """
     coder = vae.encoder if kind == "encode" else vae.decoder
     profile = coder.profile()
-    cache = sum(2 * ch * s * s for k, ch, s in profile if k == "conv")
-    transient = max(_TRANSIENT_FACTOR[k] * ch * s * s for k, ch, s in profile)
+    cache = sum(units * s * s for k, units, s in profile if k == "cache")
+    transient = max(units * s * s for k, units, s in profile if k == "work")
     itemsize = torch.finfo(vae.dtype).bits // 8
     # size-independent part: backend copies of the largest weight, thread-pool and allocator scratch
     fixed = 2 * max(p.numel() for p in coder.parameters()) * itemsize + _FIXED_OVERHEAD

@@ -33,6 +33,12 @@ def test_bad_pixel_sizes_name_nearest_valid(vae, shape, needle):
     assert needle in str(exc.value)
 
 
+def test_pixels_outside_unit_range_are_refused(vae):
+    with pytest.raises(ValueError, match=r"pixels must be in \[-1, 1\] \(got max \|x\| = 255\)"):
+        vae.encode(torch.full((1, 3, 1, 16, 16), 255.0))
+    vae.encode(torch.full((1, 3, 1, 16, 16), -1.0))
+
+
 def test_all_size_problems_reported_together(vae):
     with pytest.raises(ValueError) as exc:
         vae.encode(torch.zeros(1, 3, 6, 33, 20))
