@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--tile-size", type=int, default=128, help="ours-tiled tile size in pixels")
+    ap.add_argument("--tile-size", type=int, default=160, help="ours-tiled tile size in pixels")
     ap.add_argument("--tile-overlap", type=int, default=32, help="ours-tiled overlap in pixels")
     ap.add_argument("--variants", default="diffusers,ours,ours-tiled", help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--seed", type=int, default=0)

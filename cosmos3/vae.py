@@ -701,7 +701,7 @@ class WanVAE(nn.Module):
                 f"encode: expected {cfg.pixel_channels} colour channels in dim 1, got shape {list(pixels.shape)}"
             )
         tiling.check_pixel_size(f, h, w, cfg)
-        peak = pixels.detach().abs().amax().item()
+        peak = max(pixels.amax().item(), -pixels.amin().item())  # no full-size temporary
         if peak > _MAX_PIXEL_MAGNITUDE:
             raise ValueError(
                 f"encode: pixels must be in [-1, 1] (got max |x| = {peak:g}); convert 0..255 images with "

@@ -5,7 +5,12 @@ pixels, multiples of 16; one latent pixel = 16 x 16 output pixels). Each tile ru
 on its own (its own causal caches), and is accumulated into the output with weights that ramp linearly
 across every overlap and are normalised so that the weights of all tiles sum to one at every position.
 Decode blends at pixel resolution, encode at latent resolution. Seams are not exact: the mid-block attention
-and every 3x3 convolution see less context near a tile border, which the overlap absorbs.
+and every 3x3 convolution see less context near a tile border, which the overlap absorbs. Measured (tests):
+when every output depends only on its own 16x16 cell, tiled == untiled to <= 1e-5 (fp32; ~4e-7 observed);
+with dense random weights the mean deviation from the untiled decode is no worse than diffusers' own tiled
+decode at the same geometry (about 0.22 vs 0.23 mean |diff| on [-1, 1] outputs for 64 px tiles every 32 px
+- random weights make every pixel depend on the whole frame, real VAE weights are far more local).
+Default overlap: a quarter of the tile, clamped to [16, 64] px.
 
 When to tile (``tiled`` argument of :meth:`~cosmos3.vae.WanVAE.encode` / ``decode``):
 
@@ -120,8 +125,8 @@ def estimate_bytes(vae: "WanVAE", kind: str, latent_h: int, latent_w: int) -> in
     its backend copy and output; or an up/down-sampled frame), both linear in the latent area, plus a fixed
     part (backend copies of the largest weight, scratch). Excludes the weights and the output tensor.
     Measured peak RSS on CPU (Wan 2.2 widths, 2 latent frames / 5 pixel frames) vs estimate: bf16 decode
-    16x16 latents 410 MiB (591), 32x32 1365 (1847), 24x40 1464 (1743); fp32 decode 24x24 1521 (2165);
-    bf16 encode 16x16 183 (284), 32x32 600 (819).
+    16x16 latents 457 MiB (591), 32x32 1411 (1847), 24x40 1383 (1743); bf16 encode 32x32 610 (819);
+    fp32 encode 24x24 746 (951).
     """
     coder = vae.encoder if kind == "encode" else vae.decoder
     profile = coder.profile()
