@@ -180,3 +180,15 @@ def estimate_sampling_bytes(
     caches = (2 if guidance else 1) * 2 * config.num_hidden_layers * text_tokens * config.kv_dim * elt
     state = 6 * config.latent_channel * frames * h * w * 4
     return int(1.25 * (per_layer + kv + caches + state))
+
+
+def resident_gen_bytes(transformer, blocks_to_swap: int, prefetch: int = 1) -> int:
+    """Device weight bytes of the generation tower when its last ``blocks_to_swap`` layers are streamed
+    (:func:`cosmos3.offload.enable_block_swap`): everything else, plus the ``prefetch + 1`` largest swapped
+    layers that can be on the device at once."""
+    from .transformer import module_nbytes
+
+    layers = transformer.gen_tower.layers
+    swapped = sorted(module_nbytes(layers[i]) for i in range(len(layers) - blocks_to_swap, len(layers)))
+    in_flight = sum(swapped[-(prefetch + 1):]) if swapped else 0
+    return module_nbytes(transformer.gen_tower) - sum(swapped) + in_flight

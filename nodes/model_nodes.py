@@ -42,6 +42,7 @@ DEFAULT_CHECKPOINT = "cosmos3/Cosmos3-Nano"
 AUTO = "auto"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DTYPE_CHOICES = [AUTO, *DTYPES]
+WEIGHT_STORAGE_CHOICES = ["default", "fp8_e4m3fn"]
 TOKENIZER_SUBFOLDER = "text_tokenizer"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Every Cosmos3 transformer checkpoint (diffusers or framework names) has generation-tower tensors named *moe_gen*
@@ -254,8 +255,14 @@ def _single_file_info(path: Path):
     return CheckpointInfo(root=path.parent, name=path.stem, kind=checkpoint_kind_from_name(path.stem))
 
 
-def load_model(checkpoint: str | Path, dtype: str | torch.dtype = AUTO, tokenizer: str = AUTO) -> Cosmos3Model:
-    """Load a checkpoint (folder or single file path) on ComfyUI's offload device, with one patcher per tower."""
+def load_model(
+    checkpoint: str | Path, dtype: str | torch.dtype = AUTO, tokenizer: str = AUTO, weight_storage: str = "default"
+) -> Cosmos3Model:
+    """Load a checkpoint (folder or single file path) on ComfyUI's offload device, with one patcher per tower.
+
+    ``weight_storage``: ``default`` keeps every weight in ``dtype``; ``fp8_e4m3fn`` stores the decoder-layer
+    projections as per-tensor scaled fp8 (upcast per layer on the fly; ModelOpt fp8 checkpoints load either way).
+    """
     from ..cosmos3.checkpoint import CheckpointInfo
     from ..cosmos3.latent_stats import LatentStats
     from ..cosmos3.sizes import variant_from_config
@@ -272,7 +279,12 @@ def load_model(checkpoint: str | Path, dtype: str | torch.dtype = AUTO, tokenize
         info = _single_file_info(path)
         stats = LatentStats.wan22()
     tokenizer_dir = resolve_tokenizer(tokenizer, path)  # before the (slow) weights: fail fast
-    transformer = load_transformer(path, dtype=torch_dtype, device=offload, operations=_comfy.ops())
+    if weight_storage not in WEIGHT_STORAGE_CHOICES:
+        raise ValueError(f"weight_storage must be one of {WEIGHT_STORAGE_CHOICES}, got {weight_storage!r}")
+    transformer = load_transformer(
+        path, dtype=torch_dtype, device=offload, operations=_comfy.ops(),
+        weight_storage=None if weight_storage == "default" else weight_storage,
+    )
     text_tokenizer = load_text_tokenizer(tokenizer_dir, vocab_size=transformer.config.vocab_size)
     text_patcher = _comfy.model_patcher(transformer.text_tower, device, offload)
     gen_patcher = _comfy.model_patcher(transformer.gen_tower, device, offload)
@@ -325,14 +337,18 @@ class ModelLoader(Node):
               "Text tokenizer: 'auto' = the checkpoint folder's own text_tokenizer/ (for a single file: a "
               "text_tokenizer/ folder next to it). Otherwise a listed folder, e.g. another checkpoint's "
               "text_tokenizer/ of the same family (Qwen for Nano/Super, Nemotron for Edge).", default=AUTO),
+        Combo("weight_storage", WEIGHT_STORAGE_CHOICES,
+              "How the decoder-layer weights are stored: 'default' = in dtype; 'fp8_e4m3fn' = 8-bit float with a "
+              "per-tensor scale, upcast layer by layer while computing (about half the memory of bf16, small "
+              "quality cost). ModelOpt fp8 checkpoints load with either choice.", default="default", optional=True),
     )
     OUTPUTS = (
         Output("model", C3MOT_MODEL, "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes."),
         Output("info", STRING, "What was loaded: variant, checkpoint kind, dtype, memory per tower."),
     )
 
-    def load(self, checkpoint, dtype, tokenizer):
-        model = load_model(resolve_checkpoint(checkpoint), dtype, tokenizer)
+    def load(self, checkpoint, dtype, tokenizer, weight_storage="default"):
+        model = load_model(resolve_checkpoint(checkpoint), dtype, tokenizer, weight_storage)
         return (model, model.describe())
 
 

@@ -86,9 +86,42 @@ def _check_condition(image_cond):
     return image_cond
 
 
+MAX_STEP_CACHE = 1.0
+
+
+def _speed_options(model, *, step_cache: float, step_cache_warmup: int, blocks_to_swap: int):
+    """Validate the speed/VRAM options; returns the :class:`StepCache` (or ``None``)."""
+    from ..cosmos3.step_cache import StepCache
+
+    layers = model.config.num_hidden_layers
+    if isinstance(blocks_to_swap, bool) or not isinstance(blocks_to_swap, int) or not 0 <= blocks_to_swap <= layers:
+        raise ValueError(f"blocks_to_swap must be an integer from 0 to {layers} (this model's layers), got {blocks_to_swap!r}")
+    if not isinstance(step_cache, (int, float)) or isinstance(step_cache, bool) or not 0 <= step_cache <= MAX_STEP_CACHE:
+        raise ValueError(f"step_cache must be a threshold from 0 (off) to {MAX_STEP_CACHE:g}, got {step_cache!r}")
+    if step_cache <= 0:
+        return None
+    return StepCache(threshold=float(step_cache), warmup_steps=int(step_cache_warmup))
+
+
+def _set_compiled(transformer, enabled: bool) -> None:
+    from ..cosmos3.compile import compile_generation_layers, is_compiled, uncompile_generation_layers
+
+    if enabled and not is_compiled(transformer):
+        compile_generation_layers(transformer)
+    elif not enabled and is_compiled(transformer):
+        uncompile_generation_layers(transformer)
+
+
 def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float = 0.0, shift: float = 0.0,
-                schedule: str = "auto", attention: str = "sdpa", cfg_interval: bool = False, image_cond=None) -> dict:
-    """Everything the Sampler node does; returns the LATENT dict."""
+                schedule: str = "auto", attention: str = "sdpa", cfg_interval: bool = False, image_cond=None,
+                cfg_batch: bool = False, step_cache: float = 0.0, step_cache_warmup: int = 3,
+                blocks_to_swap: int = 0, compile_layers: bool = False) -> dict:
+    """Everything the Sampler node does; returns the LATENT dict.
+
+    ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
+    prefetched ahead) instead of loading the whole generation tower through ComfyUI.
+    """
+    from ..cosmos3.offload import enable_block_swap
     from ..cosmos3.sampling import sample
     from ..cosmos3.schedulers import SamplerConfigError
 
@@ -102,6 +135,8 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
         raise ValueError(f"{exc} In ComfyUI: link the Text Encode's width, height and frames to the Empty "
                          "Latent's outputs.") from None
     attention = check_attention(attention)
+    cache = _speed_options(model, step_cache=step_cache, step_cache_warmup=step_cache_warmup,
+                           blocks_to_swap=blocks_to_swap)
     info = model.info
     plan = plan_mod.resolve_sampling_plan(
         num_frames=frames, height=height, width=width, fps=text.fps, has_image=image_cond is not None,
@@ -118,9 +153,21 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     log.info("[Cosmos3 MoT] sampling %dx%d, %d frame(s): %s", width, height, frames, plan.describe())
 
     patcher = model.gen_patcher
-    _comfy.load_models([patcher], memory_required=need)
-    settle_on_device(patcher, GEN_ANCHORS)
+    transformer = model.transformer
     device = model.device
+    swap = None
+    if blocks_to_swap:
+        # We place the layers ourselves: the tower leaves ComfyUI's list of loaded models first.
+        _comfy.offload_models([patcher])
+        resident = plan_mod.resident_gen_bytes(transformer, blocks_to_swap)
+        _comfy.free_memory(resident + need, device)
+        swap = enable_block_swap(transformer, blocks_to_swap, device, offload_device=patcher.offload_device)
+        log.info("[Cosmos3 MoT] block swap: %d of %d generation layers streamed from %s", blocks_to_swap,
+                 model.config.num_hidden_layers, patcher.offload_device)
+    else:
+        _comfy.load_models([patcher], memory_required=need)
+        settle_on_device(patcher, GEN_ANCHORS)
+    _set_compiled(transformer, compile_layers)
     previewer = _comfy.latent_previewer(device)
     total = plan.steps if plan.steps is not None else len(info.distilled_sigmas or ()) or 4
     bar = _comfy.progress_bar(total)
@@ -130,7 +177,6 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
         preview = _comfy.preview_image(previewer, step.denoised) if previewer is not None else None
         bar.update_absolute(step.index + 1, step.total, preview)
 
-    transformer = model.transformer
     previous = transformer.attention_backend
     transformer.attention_backend = attention
     try:
@@ -139,12 +185,19 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
             guidance_scale=plan.guidance, seed=seed, schedule=plan.schedule, shift=plan.shift,
             condition=image_cond, guidance_interval=plan.guidance_interval,
             scheduler_config=info.scheduler_config, native_flow_schedule=info.use_native_flow_schedule,
-            distilled_sigmas=info.distilled_sigmas, callback=on_step, device=device,
+            distilled_sigmas=info.distilled_sigmas, callback=on_step, device=device, cfg_batch=cfg_batch,
+            step_cache=cache,
         )
     except SamplerConfigError as exc:
         raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
     finally:
         transformer.attention_backend = previous
+        if swap is not None:
+            swap.unload_all()
+            transformer.block_swap = None
+            transformer.gen_tower.to(patcher.offload_device)
+    if cache is not None and cache.skipped_steps:
+        log.info("[Cosmos3 MoT] step cache reused the generation tower on steps %s", cache.skipped_steps)
     raw = model.latent_stats.denormalize(latents, model.dtype)
     return {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
 
@@ -191,13 +244,30 @@ class Sampler(Node):
              "runtimes use for text-to-image; the framework default is off)."),
         Socket("image_cond", C3MOT_IMAGE_COND, "Optional, for image-to-video: from the Cosmos3 MoT Image "
                "Condition node (its width/height/frames must match).", optional=True),
+        Bool("cfg_batch", False, "Run the positive and negative passes as one batch of two (pads the shorter "
+             "prompt and masks the padding). Same result up to rounding; faster on GPUs with spare "
+             "compute, needs more activation memory.", optional=True),
+        Float("step_cache", 0.0, "Step cache threshold (TeaCache-style): a step whose input changed less than "
+              "this (accumulated relative L1) reuses the previous generation-tower residual. 0 = off (exact). "
+              "0.05-0.2 trades quality for speed.", min=0.0, max=MAX_STEP_CACHE, step=0.01, round=0.001,
+              optional=True),
+        Int("step_cache_warmup", 3, "Leading steps that always run the full generation tower when the step "
+            "cache is on.", min=0, max=MAX_STEPS, optional=True),
+        Int("blocks_to_swap", 0, "Generation layers kept in system RAM and streamed to the GPU one layer ahead "
+            "while sampling (0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
+            "slower when PCIe cannot keep up.", min=0, max=256, optional=True),
+        Bool("compile", False, "torch.compile the generation layers (the first run compiles and is slow; needs "
+             "a working Triton/C++ toolchain).", optional=True),
     )
     OUTPUTS = (Output("samples", LATENT, "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."),)
 
     def sample(self, model, text, samples, seed, steps, cfg, shift, schedule, attention, cfg_interval,
-               image_cond=None):
+               image_cond=None, cfg_batch=False, step_cache=0.0, step_cache_warmup=3, blocks_to_swap=0,
+               compile=False):
         return (run_sampler(model, text, samples, seed=seed, steps=steps, cfg=cfg, shift=shift, schedule=schedule,
-                            attention=attention, cfg_interval=cfg_interval, image_cond=image_cond),)
+                            attention=attention, cfg_interval=cfg_interval, image_cond=image_cond,
+                            cfg_batch=cfg_batch, step_cache=step_cache, step_cache_warmup=step_cache_warmup,
+                            blocks_to_swap=blocks_to_swap, compile_layers=compile),)
 
 
 NODES = [Sampler]

@@ -312,3 +312,64 @@ def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, in
         run_sampler(m, model, encode(m, model, width=48), empty(m, width=48), image_cond=cond)
     with pytest.raises(ValueError, match="needs a video"):
         run_sampler(m, model, encode(m, model, frames=1), empty(m, frames=1), image_cond=cond)
+
+
+# ------------------------------------------------------------------------------------------------------
+# speed / VRAM options
+
+
+def test_block_swap_gives_the_same_latents_and_bypasses_full_loading(m, model, comfy_stub):
+    text = encode(m, model)
+    plain = run_sampler(m, model, text, empty(m), steps=2)["samples"]
+    loads = len(comfy_stub.load_calls)
+    swapped = run_sampler(m, model, text, empty(m), steps=2, blocks_to_swap=1)["samples"]
+    assert torch.equal(plain, swapped)
+    assert len(comfy_stub.load_calls) == loads  # the swapped tower is placed by the sampler, not ComfyUI
+    assert model.transformer.block_swap is None  # removed again after sampling
+    with pytest.raises(ValueError, match="blocks_to_swap must be an integer from 0 to 2"):
+        run_sampler(m, model, text, empty(m), steps=2, blocks_to_swap=3)
+
+
+def test_cfg_batch_matches_the_serial_passes(m, model):
+    text = encode(m, model, negative="blurry")
+    serial = run_sampler(m, model, text, empty(m), steps=2)["samples"]
+    batched = run_sampler(m, model, text, empty(m), steps=2, cfg_batch=True)["samples"]
+    assert torch.allclose(serial, batched, atol=1e-4, rtol=0)
+
+
+def test_step_cache_option(m, model):
+    text = encode(m, model)
+    exact = run_sampler(m, model, text, empty(m), steps=6)["samples"]
+    off = run_sampler(m, model, text, empty(m), steps=6, step_cache=0.0)["samples"]
+    assert torch.equal(exact, off)  # 0 = off: exact
+    cached = run_sampler(m, model, text, empty(m), steps=6, step_cache=1.0, step_cache_warmup=1)["samples"]
+    assert cached.shape == exact.shape and torch.isfinite(cached).all()
+    assert not torch.equal(cached, exact)  # a loose threshold skips steps
+    with pytest.raises(ValueError, match="step_cache must be a threshold"):
+        run_sampler(m, model, text, empty(m), steps=2, step_cache=2.0)
+
+
+def test_compile_option_compiles_and_uncompiles(m, model, monkeypatch):
+    from cosmos3 import compile as compile_mod
+
+    calls = []
+    pack_compile = sys.modules[m.sampler.__name__.rsplit(".nodes.", 1)[0] + ".cosmos3.compile"]
+    monkeypatch.setattr(pack_compile, "compile_generation_layers", lambda t, **kw: calls.append("on") or 2)
+    monkeypatch.setattr(pack_compile, "is_compiled", lambda t: bool(calls) and calls[-1] == "on")
+    monkeypatch.setattr(pack_compile, "uncompile_generation_layers", lambda t: calls.append("off"))
+    text = encode(m, model)
+    run_sampler(m, model, text, empty(m), steps=1, compile=True)
+    run_sampler(m, model, text, empty(m), steps=1, compile=False)
+    assert calls == ["on", "off"]
+    assert compile_mod is not pack_compile  # the pack imports its own copy of the library
+
+
+def test_loader_fp8_weight_storage(m, installed):
+    model = m.model.ModelLoader().load(CHECKPOINT_CHOICE, "fp32", "auto", "fp8_e4m3fn")[0]
+    stored = {p.dtype for p in model.transformer.gen_tower.layers.parameters()}
+    assert torch.float8_e4m3fn in stored
+    text = encode(m, model)
+    out = run_sampler(m, model, text, empty(m), steps=2)["samples"]
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="weight_storage must be one of"):
+        m.model.load_model(model.source, "fp32", "auto", "int4")
