@@ -409,7 +409,8 @@ def generation_defaults(
     variant: Variant | str = Variant.NANO,
     checkpoint: CheckpointKind | str = CheckpointKind.BASE,
 ) -> GenerationDefaults:
-    """Framework default parameters for a mode on a variant/checkpoint (``custom`` uses Nano's)."""
+    """Framework default parameters for a mode on a variant/checkpoint (``custom`` uses Nano's, or Super's for
+    the task-tuned checkpoint kinds, which exist only for Super)."""
     try:
         mode = Mode(mode)
     except ValueError:
@@ -423,8 +424,8 @@ def generation_defaults(
     except ValueError:
         allowed = ", ".join(c.value for c in CheckpointKind)
         raise SizeError(f"unknown checkpoint kind {checkpoint!r}; allowed: {allowed}") from None
-    if variant is Variant.CUSTOM:
-        variant = Variant.NANO
+    if variant is Variant.CUSTOM:  # the task-tuned checkpoints exist only for Super
+        variant = Variant.NANO if checkpoint is CheckpointKind.BASE else Variant.SUPER
     key = (variant, checkpoint, mode)
     if key not in _DEFAULTS:
         supported = sorted(m.value for (v, c, m) in _DEFAULTS if v is variant and c is checkpoint)

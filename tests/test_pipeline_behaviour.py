@@ -171,3 +171,19 @@ def test_missing_or_mismatched_tokenizer(checkpoint, tmp_path):
 def test_missing_checkpoint_folder(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint folder"):
         Cosmos3Pipeline.from_pretrained(tmp_path / "nope")
+
+
+def test_distilled_checkpoint_runs_its_fixed_four_steps(checkpoint, tmp_path):
+    import shutil
+
+    distilled = tmp_path / "Cosmos3-Super-Text2Image-4Step"
+    shutil.copytree(checkpoint, distilled)
+    (distilled / "modular_model_index.json").write_text(json.dumps({"distilled_sigmas": [1.0, 0.9375, 0.8333, 0.625]}))
+    pipe = Cosmos3Pipeline.from_pretrained(distilled, dtype=torch.float32)
+    assert pipe.info.distilled
+    seen = []
+    frames = pipe.generate("a cat", num_frames=1, height=32, width=32, seed=0,
+                           callback=lambda i, n, x: seen.append(n))
+    assert frames.shape == (1, 32, 32, 3) and seen == [4, 4, 4, 4]  # defaults: 4 steps, guidance 1, no negative
+    with pytest.raises(SamplerConfigError, match="fixed step count of 4"):
+        pipe.generate("a cat", num_frames=1, height=32, width=32, steps=8)
