@@ -1,8 +1,10 @@
 """Shared bench harness: configs, random checkpoints, diffusers/ours step functions, timing and memory probes.
 
 Every bench script uses the same weights for all its variants (one random checkpoint written once), runs the
-variants interleaved (best of ``--runs`` after a warm-up, wall and CPU time: the CPU time of this process is
-far less sensitive to other processes on a shared machine), and reports:
+variants interleaved (round-robin, ``--runs`` rounds after a warm-up) and reports the best wall and CPU time
+of each, while speed-up columns are the *median over rounds of the per-round ratio* (CPU time on a CPU: the
+two sides of one round saw the same machine load, which makes the ratio much steadier on a shared machine
+than a ratio of best times). It reports:
 
 * ``s/step``: one denoising step = the generation-tower pass(es) for cond and uncond + the CFG combine;
 * peak resident weight bytes: weight bytes that must sit on the compute device while sampling;
@@ -285,19 +287,24 @@ class DiffusersStep:
         return u + self.guidance * (c - u)
 
 
-def diffusers_step(args: argparse.Namespace, config: dict[str, Any], folder: Path) -> Callable[[], torch.Tensor]:
+def diffusers_step(
+    args: argparse.Namespace, config: dict[str, Any], folder: Path, neg_tokens: int | None = None, model: Any = None
+) -> Callable[[], torch.Tensor]:
     """The diffusers baseline every bench compares with: one CFG step (cond + uncond joint forwards) on the
-    same weights, prompts and latents; ``.resident`` = its weight bytes (the whole joint model)."""
+    same weights, prompts and latents; ``.resident`` = its weight bytes (the whole joint model), ``.model`` the
+    loaded diffusers model (pass it back as ``model`` to build another baseline without reloading)."""
     dtype, device = DTYPES[args.dtype], args.device
-    model = load_diffusers(folder, dtype, device)
+    model = model if model is not None else load_diffusers(folder, dtype, device)
     x = latents(args.grid, dtype, device)
+    negative = args.neg_tokens if neg_tokens is None else neg_tokens
     run = DiffusersStep(model, ids(args.text_tokens, config["vocab_size"], seed=0),
-                        ids(args.neg_tokens, config["vocab_size"], seed=1), x, 999.0)
+                        ids(negative, config["vocab_size"], seed=1), x, 999.0)
 
     def step() -> torch.Tensor:
         return run(x)
 
     step.resident = param_bytes(model)
+    step.model = model
     return step
 
 
@@ -306,9 +313,12 @@ def diffusers_step(args: argparse.Namespace, config: dict[str, Any], folder: Pat
 
 @dataclass
 class Timing:
+    """Best-of-runs wall/CPU seconds, the per-round CPU seconds and the last output."""
+
     wall: float
     cpu: float
     out: Any = None
+    rounds: tuple[float, ...] = ()
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1) -> dict[str, Timing]:
@@ -319,6 +329,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1) -
             outs[name] = fn()
             sync()
     best = {name: [math.inf, math.inf] for name in fns}
+    rounds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
             sync()
@@ -327,7 +338,8 @@ def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int = 1) -
             sync()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
-    return {name: Timing(*best[name], outs[name]) for name in fns}
+            rounds[name].append(wall if torch.cuda.is_available() else cpu)  # GPU work is not process CPU time
+    return {name: Timing(*best[name], outs[name], tuple(rounds[name])) for name in fns}
 
 
 def sync() -> None:
@@ -381,7 +393,17 @@ def mib(n: int | float | None) -> str:
     return "-" if n is None else f"{n / 2**20:.0f}"
 
 
-def ratio(a: float, b: float) -> str:
+def ratio(a: float | Timing, b: float | Timing) -> str:
+    """``a / b`` as ``"1.23x"``. Given two :class:`Timing` s: the median over rounds of the per-round ratio
+    (CPU time on a CPU, wall time on a GPU) — both sides of a round saw the same machine load, so this is far
+    steadier on a shared machine than a ratio of best times."""
+    if isinstance(a, Timing) and isinstance(b, Timing):
+        pairs = sorted(x / y for x, y in zip(a.rounds, b.rounds) if y)
+        if not pairs:
+            return "-"
+        mid = len(pairs) // 2
+        value = pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
+        return f"{value:.2f}x"
     return f"{a / b:.2f}x" if b else "-"
 
 

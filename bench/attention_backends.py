@@ -94,7 +94,7 @@ def main() -> None:
     for name, t in timings.items():
         err = error_stats(base.out, t.out)
         label = f"{name} ({comfy_kernel})" if name == "comfy" and comfy_kernel else name
-        rows.append((label, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(t.cpu, base.cpu), ratio(ref.cpu, t.cpu),
+        rows.append((label, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(t, base), ratio(ref, t),
                      f"{err['max_abs']:.1e}", f"{err['rel_l2']:.1e}"))
     print(f"{args.dtype} on {device}, {args.grid} latent ({tokens(args.grid)} tokens), prompts "
           f"{args.text_tokens}/{args.neg_tokens}")

@@ -105,7 +105,7 @@ def main() -> None:
         reference = steps["no swap"].schedule.device_bytes(steps["no swap"].model.gen_tower) + step.kv
         rows.append((name, mib(resident), f"{resident / reference:.2f}x", f"{resident / steps['diffusers'].resident:.2f}x",
                      step.schedule.peak_loaded, mib(mem.get("rss")), mib(mem.get("vram")), f"{timing.wall:.3f}",
-                     ratio(timing.cpu, base.cpu), ratio(ref.cpu, timing.cpu),
+                     ratio(timing, base), ratio(ref, timing),
                      f"{(timing.out - base.out).abs().max().item():.1e}"))
     layer = module_nbytes(steps["no swap"].model.gen_tower.layers[0])
     print(f"{args.dtype} on {args.device}, {args.grid} latent, one generation layer = {layer / 2**20:.0f} MiB, "

@@ -87,19 +87,24 @@ def main() -> None:
         print(machine())
         steps = build_all(args, config, folder)
         names = list(steps)
-        steps["diffusers"] = diffusers_step(args, config, folder)  # same prompts as the equal-length rows
+        equal = diffusers_step(args, config, folder, neg_tokens=args.text_tokens)  # the same prompts as each row
+        steps["diffusers equal"] = equal
+        steps["diffusers short"] = diffusers_step(args, config, folder, neg_tokens=args.short_tokens, model=equal.model)
         timings = interleaved(steps, args.runs)
         memory = isolated(args, folder, ["diffusers", *names])
-    ref = timings["diffusers"]
     header = ("variant", "s/step", "cpu s/step", "speed-up vs serial (cpu)", "speed-up vs diffusers (cpu)",
               "peak RSS sampling MiB", "peak VRAM MiB", "max|dv| vs serial")
     dmem = memory.get("diffusers", {})
-    rows = [(f"diffusers {args.text_tokens}/{args.text_tokens}", f"{ref.wall:.3f}", f"{ref.cpu:.3f}", "-", "1.00x",
-             mib(dmem.get("rss")), mib(dmem.get("vram")), "-")]
+    rows = []
     for index, name in enumerate(names):
-        serial = timings[names[0] if index < 2 else names[2]]  # equal-length rows vs the first serial run
+        if index in (0, 2):  # a diffusers row with the same prompt lengths before each group
+            ref = timings["diffusers equal" if index == 0 else "diffusers short"]
+            lengths = names[index].split()[-1]
+            rows.append((f"diffusers {lengths}", f"{ref.wall:.3f}", f"{ref.cpu:.3f}", "-", "1.00x",
+                         mib(dmem.get("rss")) if index == 0 else "", mib(dmem.get("vram")) if index == 0 else "", "-"))
+        serial = timings[names[0] if index < 2 else names[2]]  # each group vs its serial run
         t, mem = timings[name], memory.get(name, {})
-        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(serial.cpu, t.cpu), ratio(ref.cpu, t.cpu),
+        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(serial, t), ratio(ref, t),
                      mib(mem.get("rss")), mib(mem.get("vram")), f"{(t.out - serial.out).abs().max().item():.1e}"))
     print(f"{args.dtype} on {args.device}, {args.grid} latent ({tokens(args.grid)} tokens)")
     table(header, rows)

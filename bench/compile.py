@@ -77,7 +77,7 @@ def main() -> None:
     for name, t in timings.items():
         base = timings[name.replace("compiled", "eager")]
         err = error_stats(base.out, t.out)
-        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(base.cpu, t.cpu), ratio(ref.cpu, t.cpu),
+        rows.append((name, f"{t.wall:.3f}", f"{t.cpu:.3f}", ratio(base, t), ratio(ref, t),
                      f"{err['max_abs']:.1e}", f"{err['rel_l2']:.1e}"))
     print(f"{args.dtype} on {device}, {args.grid} latent ({tokens(args.grid)} tokens), backend {args.backend}, "
           f"mode {args.mode}; first (compiling) step: serial {first['serial']:.1f} s, cfg-batch {first['batched']:.1f} s")

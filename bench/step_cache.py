@@ -81,7 +81,7 @@ def main() -> None:
         cache = caches[name]
         err = error_stats(base.out, t.out)
         skipped = len(cache.skipped_steps) if cache is not None else 0
-        rows.append((name, f"{skipped}/{args.steps}", f"{t.wall:.2f}", f"{t.wall / args.steps:.3f}", ratio(base.cpu, t.cpu),
+        rows.append((name, f"{skipped}/{args.steps}", f"{t.wall:.2f}", f"{t.wall / args.steps:.3f}", ratio(base, t),
                      f"{args.steps / (args.steps - skipped):.2f}x", ratio(reference.cpu * args.steps, t.cpu),
                      f"{err['max_abs']:.3f}", f"{err['rel_l2']:.2e}",
                      "inf" if err["psnr"] == float("inf") else f"{err['psnr']:.1f}"))

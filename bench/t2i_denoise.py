@@ -103,7 +103,7 @@ def main() -> None:
     for name, timing in timings.items():
         mem = memory.get(name, {})
         rows.append((name, f"{timing.wall:.3f}", f"{timing.cpu:.3f}", ratio(base.wall, timing.wall),
-                     ratio(base.cpu, timing.cpu), mib(resident[name]), f"{resident[name] / resident['diffusers']:.2f}x",
+                     ratio(base, timing), mib(resident[name]), f"{resident[name] / resident['diffusers']:.2f}x",
                      mib(mem.get("rss")), mib(mem.get("rss_setup")), mib(mem.get("vram")),
                      f"{(timing.out - base.out).abs().max().item():.1e}"))
     print(f"{args.dtype} on {args.device}, {args.grid} latent ({tokens(args.grid)} tokens), prompts "

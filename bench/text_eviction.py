@@ -120,7 +120,7 @@ def main() -> None:
         mem = memory.get(name, {})
         rows.append((name, mib(resident[name]), f"{resident[name] / resident['diffusers']:.2f}x", mib(mem.get("rss")),
                      ratio(mem["rss"], base_rss) if mem.get("rss") and base_rss else "-", mib(mem.get("vram")),
-                     f"{timings[name].wall:.3f}", ratio(base.cpu, timings[name].cpu)))
+                     f"{timings[name].wall:.3f}", ratio(base, timings[name])))
     print(f"{args.dtype} on {args.device}, {args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} tokens")
     table(header, rows)
     print(f"new prompt after eviction ('drop'): text tower reload from the checkpoint {min(reload_s):.3f} s")

@@ -72,7 +72,7 @@ def main() -> None:
                 diff = (timed["ours"].out - timed["diffusers"].out).abs().max().item()
                 rows.append((case, dtype_name, str(args.text_tokens), str(tokens(spec)), f"{timed['ours'].wall:.3f}",
                              f"{timed['diffusers'].wall:.3f}", ratio(timed["diffusers"].wall, timed["ours"].wall),
-                             ratio(timed["diffusers"].cpu, timed["ours"].cpu), f"{encode_s:.3f}", mib(ours_bytes),
+                             ratio(timed["diffusers"], timed["ours"]), f"{encode_s:.3f}", mib(ours_bytes),
                              mib(ref_bytes), f"{diff:.1e}"))
             del reference, ours, cache
             free()

@@ -89,7 +89,7 @@ def main() -> None:
         rows.append((name, mib(steps[name].full), mib(steps[name].resident),
                      f"{steps[name].resident / steps['bf16'].resident:.2f}x",
                      f"{steps[name].resident / steps[names[0]].resident:.2f}x", mib(mem.get("rss")), mib(mem.get("vram")),
-                     f"{timing.wall:.3f}", ratio(timing.cpu, base.cpu), ratio(ref.cpu, timing.cpu), f"{err['rel_l2']:.2e}",
+                     f"{timing.wall:.3f}", ratio(timing, base), ratio(ref, timing), f"{err['rel_l2']:.2e}",
                      "inf" if err["psnr"] == float("inf") else f"{err['psnr']:.1f}"))
     print(f"{args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} tokens, device {args.device}, "
           f"diffusers in {args.dtype} (--dtype)")
