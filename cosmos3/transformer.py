@@ -46,17 +46,11 @@ _ROPE_CACHE_SIZE = 8
 # ---------------------------------------------------------------------------------------------- cache
 
 
-@dataclass
-class TextKVCache:
-    """Per-layer text keys/values as seen by the generation tower.
-
-    ``keys[i]`` and ``values[i]``: ``[num_key_value_heads, text_len, head_dim]`` in the model's compute dtype;
-    keys are already q/k-normalised (Edge: ``k_norm_und_for_gen``) and rotated with the text positions.
-    """
+class _PerLayerKV:
+    """Shared behaviour of per-layer key/value lists (``keys[i]``, ``values[i]`` for layer ``i``)."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
-    text_len: int
 
     @property
     def num_layers(self) -> int:
@@ -75,17 +69,32 @@ class TextKVCache:
         """Bytes held by all cached tensors."""
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TextKVCache":
-        """Copy (if needed) onto ``device`` / ``dtype``; returns a new cache."""
-        return TextKVCache(
-            keys=[k.to(device=device, dtype=dtype) for k in self.keys],
-            values=[v.to(device=device, dtype=dtype) for v in self.values],
-            text_len=self.text_len,
-        )
+    def _moved(self, device: torch.device | str | None, dtype: torch.dtype | None) -> dict[str, list[torch.Tensor]]:
+        return {
+            "keys": [k.to(device=device, dtype=dtype) for k in self.keys],
+            "values": [v.to(device=device, dtype=dtype) for v in self.values],
+        }
 
 
 @dataclass
-class BatchedTextKV:
+class TextKVCache(_PerLayerKV):
+    """Per-layer text keys/values as seen by the generation tower.
+
+    ``keys[i]`` and ``values[i]``: ``[num_key_value_heads, text_len, head_dim]`` in the model's compute dtype;
+    keys are already q/k-normalised (Edge: ``k_norm_und_for_gen``) and rotated with the text positions.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    text_len: int
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "TextKVCache":
+        """Copy (if needed) onto ``device`` / ``dtype``; returns a new cache."""
+        return TextKVCache(**self._moved(device, dtype), text_len=self.text_len)
+
+
+@dataclass
+class BatchedTextKV(_PerLayerKV):
     """Text K/V of several prompts for one batched generation-tower pass (e.g. cond + uncond for CFG).
 
     ``keys[i]``/``values[i]``: ``[B, nkv, Lmax, head_dim]``. Shorter prompts are *left*-padded with zeros; the
@@ -147,24 +156,9 @@ class BatchedTextKV:
     def padded(self) -> bool:
         return min(self.lengths) != max(self.lengths)
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.keys)
-
-    @property
-    def device(self) -> torch.device:
-        return self.keys[0].device
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
-
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "BatchedTextKV":
-        return BatchedTextKV(
-            keys=[k.to(device=device, dtype=dtype) for k in self.keys],
-            values=[v.to(device=device, dtype=dtype) for v in self.values],
-            lengths=self.lengths,
-        )
+        """Copy (if needed) onto ``device`` / ``dtype``; returns a new batch."""
+        return BatchedTextKV(**self._moved(device, dtype), lengths=self.lengths)
 
 
 # ---------------------------------------------------------------------------------------------- blocks

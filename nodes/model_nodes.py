@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,7 @@ WEIGHT_STORAGE_CHOICES = ["default", "fp8_e4m3fn"]
 TOKENIZER_SUBFOLDER = "text_tokenizer"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Every Cosmos3 transformer checkpoint (diffusers or framework names) has generation-tower tensors named *moe_gen*
-_COSMOS3_KEY_MARKER = b"moe_gen"
-_MAX_HEADER_BYTES = 256 * 1024 * 1024
+_COSMOS3_KEY_MARKER = "moe_gen"
 CHECKPOINT_HINT = (
     "Download a Cosmos3 checkpoint in diffusers layout (e.g. huggingface.co/nvidia/Cosmos3-Nano, the whole "
     "repository: transformer/, vae/, text_tokenizer/, scheduler/, model_index.json) into "
@@ -65,7 +63,9 @@ _header_cache: dict[tuple[str, int, int], bool] = {}
 
 def is_cosmos3_file(path: str | os.PathLike) -> bool:
     """True when a safetensors file's header names Cosmos3 generation-tower tensors (cached per file
-    size and modification time; unreadable files are not Cosmos3 files)."""
+    size and modification time; unreadable or corrupt files are not Cosmos3 files)."""
+    from ..cosmos3.weights import CheckpointError, read_header
+
     path = Path(path)
     try:
         stat = path.stat()
@@ -73,17 +73,11 @@ def is_cosmos3_file(path: str | os.PathLike) -> bool:
         return False
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _header_cache:
-        found = False
         try:
-            with open(path, "rb") as f:
-                head = f.read(8)
-                if len(head) == 8:
-                    (size,) = struct.unpack("<Q", head)
-                    if 0 < size <= min(_MAX_HEADER_BYTES, stat.st_size - 8):
-                        found = _COSMOS3_KEY_MARKER in f.read(size)
-        except OSError:
-            found = False
-        _header_cache[key] = found
+            tensors, _ = read_header(path)
+        except (CheckpointError, OSError):
+            tensors = {}
+        _header_cache[key] = any(_COSMOS3_KEY_MARKER in name for name in tensors)
     return _header_cache[key]
 
 

@@ -161,7 +161,8 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
         _comfy.offload_models([patcher])
         resident = plan_mod.resident_gen_bytes(transformer, blocks_to_swap)
         _comfy.free_memory(resident + need, device)
-        swap = enable_block_swap(transformer, blocks_to_swap, device, offload_device=patcher.offload_device)
+        swap = enable_block_swap(transformer, blocks_to_swap, device, offload_device=patcher.offload_device,
+                                 pin_memory=torch.device(device).type == "cuda")
         log.info("[Cosmos3 MoT] block swap: %d of %d generation layers streamed from %s", blocks_to_swap,
                  model.config.num_hidden_layers, patcher.offload_device)
     else:
