@@ -27,11 +27,12 @@ from .vae_nodes import check_latents
 log = logging.getLogger("cosmos3_mot")
 
 CATEGORY = CATEGORY_ROOT + "/sampling"
-ATTENTION_CHOICES = ("sdpa", "flash_attn", "sage", "comfy")
+ATTENTION_CHOICES = ("sdpa", "flash_attn", "flash_attn3", "sage", "comfy")
 # = cosmos3.sampling_plan.SCHEDULE_CHOICES (kept literal so importing the pack never imports the sampler code)
 SCHEDULE_CHOICES = ("auto", "native", "euler", "diffusers", "checkpoint", "distilled")
 ATTENTION_PACKAGES = {
     "flash_attn": "the 'flash-attn' package (pip install flash-attn)",
+    "flash_attn3": "FlashAttention 3 (the 'flash_attn_interface' module from flash-attention's hopper build)",
     "sage": "the 'sageattention' package (pip install sageattention)",
     "comfy": "ComfyUI's comfy.ldm.modules.attention (run inside ComfyUI)",
 }
@@ -238,7 +239,8 @@ class Sampler(Node):
               "'distilled' = the fixed 4-step SDE of distilled checkpoints.", default="auto"),
         Combo("attention", ATTENTION_CHOICES,
               "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
-              "(pip install flash-attn); 'sage' = SageAttention (pip install sageattention; int8, not bit-exact); "
+              "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
+              "(pip install sageattention; int8, not bit-exact); "
               "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).",
               default="sdpa"),
         Bool("cfg_interval", False, "Apply guidance only for timesteps between 400 and 1000 (an option other "
