@@ -44,8 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # fixture builders (random checkpoints)
 sys.path.insert(0, str(ROOT))
 
-from cosmos3 import load_transformer  # noqa: E402
-from cosmos3.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache, module_nbytes  # noqa: E402
+from cosmos3.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NANO = dict(

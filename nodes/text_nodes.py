@@ -102,7 +102,7 @@ class TextEncode(Node):
         Int("frames", DEFAULT_FRAMES, "Frame count the prompt announces (1 = image, else 4k+1); must equal the "
             "sampler's (link it from Empty Latent's frames).", min=1, max=MAX_FRAMES, step=4),
         Float("fps", DEFAULT_FPS, "Frame rate of the video (announced in the prompt and used by the model's "
-              f"positions; recommended 10 to 30). Ignored for images. Link the 'fps' output to CreateVideo.",
+              "positions; recommended 10 to 30). Ignored for images. Link the 'fps' output to CreateVideo.",
               min=MIN_FPS, max=MAX_FPS, step=1.0),
     )
     OUTPUTS = (

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 import cosmos3
 from cosmos3.vae import WanVAE
 from cosmos3.vae_config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, WanVAEConfig
-from cosmos3.vae_loading import original_key, original_key_map
+from cosmos3.vae_loading import original_key_map
 from cosmos3.weights import CheckpointError, CheckpointKeyError
 from tiny_vae import (  # noqa: F401 (autouse fixture)
     make_reference_vae,
