@@ -17,7 +17,6 @@ from _harness import (
     ids,
     interleaved,
     latents,
-    load_transformer,
     machine,
     ours_step,
     parser,
@@ -28,6 +27,7 @@ from _harness import (
     tokens,
 )
 
+from cosmos3 import load_transformer
 from cosmos3.compile import compile_generation_layers
 from cosmos3.quant import error_stats
 from cosmos3.transformer import BatchedTextKV
