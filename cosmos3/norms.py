@@ -38,8 +38,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [..., dim] in any float dtype -> same shape (dtype: see the module docstring)."""
-        variance = x.float().pow(2).mean(-1, keepdim=True)
-        normed = x.float() * torch.rsqrt(variance + self.eps)
+        wide = x.float()
+        normed = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
         weight = self.weight
         if self.flavour == "nemotron":
             return (weight.float() * normed).to(x.dtype)
