@@ -6,6 +6,9 @@ Public API (stable names):
 * :func:`load_vae` — the 48-channel Wan 2.2 VAE.
 * :class:`Cosmos3Pipeline` — T2V / I2V / T2I (and V2V) generation.
 
+Speed and memory helpers: :func:`enable_block_swap` / :func:`disable_block_swap`, :class:`StepCache`,
+:func:`compile_generation_layers`, :class:`BatchedTextKV` (batched CFG), :func:`available_attention_backends`.
+
 Attributes are imported lazily so ``import cosmos3`` stays cheap.
 """
 
@@ -24,6 +27,12 @@ _LAZY = {
     "load_vae": ".vae_loading",
     "WanVAE": ".vae",
     "Cosmos3Pipeline": ".pipeline",
+    "BatchedTextKV": ".transformer",
+    "enable_block_swap": ".offload",
+    "disable_block_swap": ".offload",
+    "StepCache": ".step_cache",
+    "compile_generation_layers": ".compile",
+    "available_attention_backends": ".attention",
 }
 
 

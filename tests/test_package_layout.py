@@ -54,3 +54,12 @@ def test_install_exposes_only_the_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_every_public_name_resolves():
+    import importlib
+
+    for package in ("cosmos3", "guardrails"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"
