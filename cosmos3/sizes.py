@@ -333,6 +333,15 @@ def checkpoint_kind_from_name(name: str) -> CheckpointKind:
     return CheckpointKind.BASE
 
 
+# The frame rate a checkpoint's temporal mRoPE was trained at, where it differs from the usual 24.
+_BASE_FPS = {CheckpointKind.IMAGE2VIDEO_4STEP: 16}
+
+
+def checkpoint_base_fps(kind: CheckpointKind | str) -> int:
+    """``base_fps`` (mRoPE fps modulation) of a checkpoint kind: 16 for Super-Image2Video-4Step, else 24."""
+    return _BASE_FPS.get(CheckpointKind(kind), 24)
+
+
 # CFG-interval option for text-to-image used by other runtimes; the framework default leaves it off.
 T2I_GUIDANCE_INTERVAL = (400.0, 1000.0)
 
@@ -400,7 +409,8 @@ _DEFAULTS[(Variant.SUPER, CheckpointKind.TEXT2IMAGE_4STEP, Mode.TEXT2IMAGE)] = _
     "768", "1,1", 1, 24, "framework args.py checkpoint table (t_list, tier 768)"
 )
 _DEFAULTS[(Variant.SUPER, CheckpointKind.IMAGE2VIDEO_4STEP, Mode.IMAGE2VIDEO)] = _distilled(
-    "480", "16,9", 189, 16, "framework args.py checkpoint table (t_list, tier 480, base_fps 16)"
+    "480", "16,9", 189, checkpoint_base_fps(CheckpointKind.IMAGE2VIDEO_4STEP),
+    "framework args.py checkpoint table (t_list, tier 480, base_fps 16)",
 )
 
 

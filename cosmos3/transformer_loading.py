@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
+from .sizes import checkpoint_base_fps, checkpoint_kind_from_name
 from .quant import FP8_DTYPE, Fp8Linear, check_weight_storage, dequantize_fp8, normalize_scale, quantize_fp8, swap_in_fp8_linears
 from .transformer import Cosmos3Transformer, TextTower
 from .weights import (
@@ -358,6 +359,9 @@ def _resolve_config(
         _check_quantization_config(raw.pop("quantization_config", None), str(config_file))
         return TransformerConfig.from_dict({**raw, **extra}, source=str(config_file))
     inferred = infer_config(shapes, source=str(path))
+    # No config file: the checkpoint's name is the only hint for a kind-specific base_fps (Image2Video-4Step).
+    name = path.parent.name if path.name == "transformer" else (path.stem if path.is_file() else path.name)
+    inferred["base_fps"] = float(checkpoint_base_fps(checkpoint_kind_from_name(name)))
     if inferred["head_dim"] != 128 and "rope_axes_dim" not in extra:
         raise ConfigError(
             f"{path}: head_dim is {inferred['head_dim']} (not 128), so the mRoPE sections cannot be inferred; "

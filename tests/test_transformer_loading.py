@@ -145,6 +145,16 @@ def test_config_override(qwen, tmp_path):
         load_transformer(path, config={"bogus": 1})
 
 
+def test_single_file_base_fps_follows_the_checkpoint_name(qwen, tmp_path):
+    """A single file has no config.json: Image2Video-4Step's base_fps 16 comes from its name; overrides win."""
+    reference = qwen[0]
+    distilled = write_single_file(reference, tmp_path / "Cosmos3-Super-Image2Video-4Step.safetensors")
+    assert load_transformer(distilled, dtype=torch.float32).config.base_fps == 16.0
+    assert load_transformer(distilled, dtype=torch.float32, config={"base_fps": 24}).config.base_fps == 24.0
+    base = write_single_file(reference, tmp_path / "cosmos3_super_image2video.safetensors")
+    assert load_transformer(base, dtype=torch.float32).config.base_fps == 24.0
+
+
 def test_unused_heads_are_not_kept(qwen):
     model = load_transformer(qwen[1], dtype=torch.float32)
     assert not hasattr(model, "lm_head")
