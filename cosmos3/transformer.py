@@ -186,22 +186,29 @@ class FeedForward(nn.Module):
 
 
 class TextLayer(nn.Module):
-    """UND (text) weights of one decoder layer: pre-norms, q/k/v/out projections, optional q/k norms, MLP."""
+    """UND (text) weights of one decoder layer: pre-norms, q/k/v/out projections, optional q/k norms, MLP.
 
-    def __init__(self, cfg: TransformerConfig, ops: Any, factory: dict):
+    ``kv_only`` (the last layer): only what produces the layer's K/V is held. Its queries, attention output
+    and MLP would only compute text hidden states that no later layer reads, so they are never loaded.
+    """
+
+    def __init__(self, cfg: TransformerConfig, ops: Any, factory: dict, kv_only: bool = False):
         super().__init__()
         eps, flavour, bias = cfg.rms_norm_eps, cfg.norm_flavour, cfg.attention_bias
+        self.kv_only = kv_only
         self.input_layernorm = RMSNorm(cfg.hidden_size, eps, flavour, **factory)
-        self.to_q = _linear(ops, cfg.hidden_size, cfg.q_dim, bias, factory)
         self.to_k = _linear(ops, cfg.hidden_size, cfg.kv_dim, bias, factory)
         self.to_v = _linear(ops, cfg.hidden_size, cfg.kv_dim, bias, factory)
-        self.to_out = _linear(ops, cfg.q_dim, cfg.hidden_size, bias, factory)
-        self.norm_q = RMSNorm(cfg.head_dim, eps, flavour, **factory) if cfg.qk_norm_for_text else None
         self.norm_k = RMSNorm(cfg.head_dim, eps, flavour, **factory) if cfg.qk_norm_for_text else None
         # Edge: the generation stream sees the raw text keys through their own norm.
         self.k_norm_und_for_gen = (
             RMSNorm(cfg.head_dim, eps, flavour, **factory) if cfg.use_und_k_norm_for_gen else None
         )
+        if kv_only:
+            return
+        self.to_q = _linear(ops, cfg.hidden_size, cfg.q_dim, bias, factory)
+        self.to_out = _linear(ops, cfg.q_dim, cfg.hidden_size, bias, factory)
+        self.norm_q = RMSNorm(cfg.head_dim, eps, flavour, **factory) if cfg.qk_norm_for_text else None
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps, flavour, **factory)
         self.mlp = FeedForward(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, ops, factory)
 
@@ -299,7 +306,10 @@ class TextTower(nn.Module):
     def __init__(self, cfg: TransformerConfig, ops: Any, factory: dict):
         super().__init__()
         self.embed_tokens = ops.Embedding(cfg.vocab_size, cfg.hidden_size, **factory)
-        self.layers = nn.ModuleList(TextLayer(cfg, ops, factory) for _ in range(cfg.num_hidden_layers))
+        last = cfg.num_hidden_layers - 1
+        self.layers = nn.ModuleList(
+            TextLayer(cfg, ops, factory, kv_only=index == last) for index in range(cfg.num_hidden_layers)
+        )
 
 
 class GenTower(nn.Module):
@@ -417,8 +427,7 @@ class Cosmos3Transformer(nn.Module):
 
         keys: list[torch.Tensor] = []
         values: list[torch.Tensor] = []
-        last = len(tower.layers) - 1
-        for index, layer in enumerate(tower.layers):
+        for layer in tower.layers:
             normed = layer.input_layernorm(hidden)
             k = layer.to_k(normed).view(length, cfg.num_key_value_heads, cfg.head_dim)
             v = layer.to_v(normed).view(length, cfg.num_key_value_heads, cfg.head_dim)
@@ -428,7 +437,7 @@ class Cosmos3Transformer(nn.Module):
             k_for_gen_rot = apply_rope(k_for_gen, cos, sin)
             keys.append(k_for_gen_rot.transpose(0, 1).contiguous())
             values.append(v.transpose(0, 1).contiguous())
-            if index == last:
+            if layer.kv_only:
                 break  # the last layer's text output feeds nothing the generator reads
             q = layer.to_q(normed).view(length, cfg.num_attention_heads, cfg.head_dim)
             if layer.norm_q is not None:

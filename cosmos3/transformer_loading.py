@@ -37,7 +37,7 @@ import torch
 from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
 from .sizes import checkpoint_base_fps, checkpoint_kind_from_name
 from .quant import FP8_DTYPE, Fp8Linear, check_weight_storage, dequantize_fp8, normalize_scale, quantize_fp8, swap_in_fp8_linears
-from .transformer import Cosmos3Transformer, TextTower
+from .transformer import Cosmos3Transformer, TextLayer, TextTower
 from .weights import (
     CheckpointError,
     CheckpointKeyError,
@@ -333,7 +333,15 @@ def _assign_fp8(
 
 
 def _unused_key_shapes(cfg: TransformerConfig, found: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Checkpoint tensors that generation never reads (shape-checked when present, never loaded): the LM head,
+    the text tower's final norm, and the last text layer's query/output/MLP weights (see ``TextLayer``)."""
     shapes = {"lm_head.weight": (cfg.vocab_size, cfg.hidden_size), "norm.weight": (cfg.hidden_size,)}
+    last = cfg.num_hidden_layers - 1
+    full = TextLayer(cfg, torch.nn, {"device": "meta"})
+    kept = {name for name, _ in TextLayer(cfg, torch.nn, {"device": "meta"}, kv_only=True).named_parameters()}
+    for name, param in full.named_parameters():
+        if name not in kept:
+            shapes[checkpoint_key(f"text_tower.layers.{last}.{name}")] = tuple(param.shape)
     return {k: v for k, v in shapes.items() if k in found}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -46,7 +47,13 @@ def _assert_same_weights(model, reference) -> None:
     """Every parameter equals the reference's (under its diffusers name); nothing extra was kept."""
     ref = reference.state_dict()
     ours = model.state_dict()
-    assert {checkpoint_key(n) for n in ours} == set(ref) - {"lm_head.weight", "norm.weight"}
+    last = model.config.num_hidden_layers - 1
+    last_text_output = re.compile(  # the last text layer's query/output/MLP: their result feeds nothing
+        rf"layers\.{last}\.(self_attn\.(to_q|to_out|norm_q)\.|mlp\.|post_attention_layernorm\.)"
+    )
+    never_read = {"lm_head.weight", "norm.weight"} | {k for k in ref if last_text_output.match(k)}
+    assert len(never_read) >= 7
+    assert {checkpoint_key(n) for n in ours} == set(ref) - never_read
     for name, value in ours.items():
         assert torch.equal(value.float(), ref[checkpoint_key(name)].float()), name
 
@@ -159,6 +166,28 @@ def test_unused_heads_are_not_kept(qwen):
     model = load_transformer(qwen[1], dtype=torch.float32)
     assert not hasattr(model, "lm_head")
     assert not any("lm_head" in name for name, _ in model.named_parameters())
+
+
+def test_last_text_layer_keeps_only_its_kv_weights(qwen, tmp_path):
+    """The last text layer's query/output/MLP are shape-checked but never loaded; a file without them loads."""
+    reference, folder, config = qwen
+    model = load_transformer(folder, dtype=torch.float32)
+    last = model.text_tower.layers[-1]
+    assert last.kv_only and not any(hasattr(last, n) for n in ("to_q", "to_out", "mlp", "post_attention_layernorm"))
+    assert all(hasattr(layer, "mlp") for layer in model.text_tower.layers[:-1])
+
+    tensors = {k: v.clone() for k, v in reference.state_dict().items()}
+    n = len(model.text_tower.layers) - 1
+    pruned = {k: v for k, v in tensors.items() if not k.startswith((f"layers.{n}.mlp.", f"layers.{n}.self_attn.to_q."))}
+    path = tmp_path / "pruned.safetensors"
+    save_file(pruned, str(path))
+    _assert_runs_like(load_transformer(path, dtype=torch.float32), reference, config)
+
+    tensors[f"layers.{n}.mlp.up_proj.weight"] = torch.zeros(7, 128)
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad))
+    with pytest.raises(CheckpointKeyError, match=rf"layers\.{n}\.mlp\.up_proj\.weight  expected \[\d+, 128\], found \[7, 128\]"):
+        load_transformer(bad, dtype=torch.float32)
 
 
 def test_key_normalization_table():

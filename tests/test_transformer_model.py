@@ -103,7 +103,8 @@ def test_layers_are_built_through_operations():
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
     assert linears and all(isinstance(m, Linear) for m in linears)
-    assert made["Linear"] == len(linears) == cfg.num_hidden_layers * 2 * (4 + 3) + 4
+    # 7 per tower per layer, minus the last text layer's to_q/to_out/MLP (K/V only), + in/out/time MLP
+    assert made["Linear"] == len(linears) == cfg.num_hidden_layers * 2 * (4 + 3) - 5 + 4
     assert made["Embedding"] == len(embeddings) == 1 + 4  # tokens + two DomainAwareLinear heads
 
 
