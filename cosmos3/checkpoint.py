@@ -9,23 +9,17 @@ Layout (diffusers format)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .json_files import read_json_object
 from .sizes import CheckpointKind, checkpoint_kind_from_name
 from .weights import CheckpointError
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, CheckpointError, "pipeline index")
 
 
 def _find_distilled_sigmas(data: Any) -> list[float] | None:

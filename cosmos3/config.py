@@ -8,12 +8,13 @@ hand-edited config fails at load time instead of producing noise.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from .json_files import read_json_object
 
 EDGE_BACKBONE = "cosmos3_edge_nemotron_dense"
 HIDDEN_ACTS = ("silu", "relu2")
@@ -162,14 +163,7 @@ class TransformerConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "TransformerConfig":
         """Read a ``config.json`` file."""
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: unreadable config JSON ({exc})") from None
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_json_object(path, ConfigError, "config"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Diffusers-compatible dict (``rope_axes_dim`` as a list)."""
@@ -185,15 +179,7 @@ def load_config_source(config: str | Path | Mapping[str, Any]) -> dict[str, Any]
     path = Path(config)
     if path.is_dir():
         path = path / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable config JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return raw
+    return read_json_object(path, ConfigError, "config")
 
 
 def _merge_rope_fields(values: dict[str, Any], rope_scaling: Any, source: str) -> None:

@@ -13,13 +13,14 @@ without one (a single transformer file), from the public Wan 2.2 numbers.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .json_files import read_json_object
 
 VAE_SUBFOLDER = "vae"
 CONFIG_NAME = "config.json"
@@ -64,12 +65,8 @@ class LatentStats:
     @classmethod
     def from_config(cls, path: str | Path) -> "LatentStats":
         """Read ``latents_mean`` / ``latents_std`` from a diffusers VAE ``config.json``."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LatentStatsError(f"{path}: unreadable VAE config ({exc})") from None
-        if not isinstance(data, dict) or not all(k in data for k in ("latents_mean", "latents_std")):
+        data = read_json_object(path, LatentStatsError, "VAE config")
+        if not all(k in data for k in ("latents_mean", "latents_std")):
             raise LatentStatsError(f"{path}: no latents_mean/latents_std in the VAE config")
         mean, std = data["latents_mean"], data["latents_std"]
         if not (isinstance(mean, list) and isinstance(std, list)):

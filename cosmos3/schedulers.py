@@ -29,7 +29,6 @@ trajectories agree to ~1e-7 and bf16 ones bit for bit.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .json_files import read_json_object
 
 NUM_TRAIN_TIMESTEPS = 1000
 SAMPLER_KINDS = ("flow_unipc", "flow_euler", "distilled_sde")
@@ -518,7 +519,7 @@ def read_scheduler_config(source: Mapping[str, Any] | str | Path) -> dict[str, A
         path = path / "scheduler_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"scheduler config not found: {path}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json_object(path, SamplerConfigError, "scheduler config")
 
 
 def sampler_from_scheduler_config(

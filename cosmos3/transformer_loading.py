@@ -9,8 +9,8 @@ Accepted layouts:
   ``model.language_model.*``, ``q_proj_moe_gen``, ``vae2llm``, ``time_embedder.mlp.0`` ...), optionally under a
   ``net.`` / ``model.diffusion_model.`` prefix. Vision-encoder tensors (``model.visual.*``) are dropped.
 
-A single file carries no config: the architecture is inferred from tensor shapes (``config=`` overrides
-any field, e.g. ``{"base_fps": 16}`` for the distilled Image2Video checkpoint).
+A single file carries no config: the architecture is inferred from tensor shapes and ``base_fps`` from the
+file name (16 for Image2Video-4Step); ``config=`` overrides any field.
 
 FP8: ``weight_storage="fp8_e4m3fn"`` stores the decoder-layer projections as scaled e4m3
 (:mod:`cosmos3.quant`), quantising bf16/fp32 checkpoints on load. NVIDIA ModelOpt FP8 checkpoints (F8_E4M3
@@ -18,13 +18,13 @@ weights with ``weight_scale`` / ``input_scale`` tensors, ``quantization_config``
 storage mode: kept as fp8 (``"fp8_e4m3fn"`` or ``"auto"``) or dequantised to ``dtype`` (``"default"``).
 
 The model is built on the meta device and each tensor is read (plain file reads, no memory map), converted
-and assigned in turn, so peak host memory stays ~1x the kept weights. ``lm_head.weight`` and the text
-tower's final ``norm.weight`` are accepted (shape-checked) but never read: generation does not use them.
+and assigned in turn, so peak host memory stays ~1x the kept weights. ``lm_head.weight``, the text
+tower's final ``norm.weight`` and the last text layer's query/output/MLP weights are accepted (shape-checked)
+but never read: generation does not use them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -35,8 +35,17 @@ from typing import Any
 import torch
 
 from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
+from .json_files import read_json_object
+from .quant import (
+    FP8_DTYPE,
+    Fp8Linear,
+    check_weight_storage,
+    dequantize_fp8,
+    normalize_scale,
+    quantize_fp8,
+    swap_in_fp8_linears,
+)
 from .sizes import checkpoint_base_fps, checkpoint_kind_from_name
-from .quant import FP8_DTYPE, Fp8Linear, check_weight_storage, dequantize_fp8, normalize_scale, quantize_fp8, swap_in_fp8_linears
 from .transformer import Cosmos3Transformer, TextLayer, TextTower
 from .weights import (
     CheckpointError,
@@ -49,8 +58,6 @@ from .weights import (
     module_shapes,
 )
 
-# Present in every checkpoint, unused for generation: shape-checked, never loaded.
-UNUSED_KEYS = ("lm_head.weight", "norm.weight")
 ATTENTION_LEAVES = frozenset(
     {
         "to_q", "to_k", "to_v", "to_out", "norm_q", "norm_k", "k_norm_und_for_gen",
@@ -180,7 +187,7 @@ def _load(
         targets = {model_name: checkpoint_key(model_name) for model_name in module_shapes(model)}
         expected = {targets[n]: s for n, s in module_shapes(model).items()}
         expected.update(_unused_key_shapes(cfg, shapes))
-        _check(expected, shapes, str(path))
+        check_keys(expected, shapes, str(path))
         _check_scales(scales, names, reader, str(path))
         fp8_in_file = any(reader[names[key]].dtype in _FP8_DTYPES for key in targets.values())
         fp8_modules: set[str] = set()
@@ -345,10 +352,6 @@ def _unused_key_shapes(cfg: TransformerConfig, found: Mapping[str, tuple[int, ..
     return {k: v for k, v in shapes.items() if k in found}
 
 
-def _check(expected: dict, found: dict, source: str) -> None:
-    check_keys(expected, found, source)
-
-
 # ---------------------------------------------------------------------------------------------- config
 
 
@@ -358,12 +361,7 @@ def _resolve_config(
     extra = load_config_source(override) if override is not None else {}
     config_file = path / "config.json" if path.is_dir() else None
     if config_file is not None and config_file.is_file():
-        try:
-            raw = json.loads(config_file.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{config_file}: unreadable config JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{config_file}: expected a JSON object")
+        raw = read_json_object(config_file, ConfigError, "config")
         _check_quantization_config(raw.pop("quantization_config", None), str(config_file))
         return TransformerConfig.from_dict({**raw, **extra}, source=str(config_file))
     inferred = infer_config(shapes, source=str(path))

@@ -15,12 +15,12 @@ unreadable, truncated or non-safetensors files raise :class:`CheckpointError` na
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import torch
 
+from .json_files import read_json_object
 from .vae import WanVAE
 from .vae_config import WAN22_VAE_CONFIG, VAEConfigError, WanVAEConfig
 from .weights import (
@@ -110,12 +110,7 @@ def detect_layout(keys: set[str], source: str) -> tuple[str, str]:
 
 
 def _read_config(config_path: Path) -> WanVAEConfig:
-    try:
-        raw = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: unreadable VAE config ({exc})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{config_path}: VAE config must be a JSON object")
+    raw = read_json_object(config_path, CheckpointError, "VAE config")
     try:
         return WanVAEConfig.from_diffusers(raw, source=str(config_path))
     except VAEConfigError as exc:

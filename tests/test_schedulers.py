@@ -20,6 +20,7 @@ from cosmos3.schedulers import (
     guidance_active,
     make_sampler,
     native_base_sigmas,
+    read_scheduler_config,
     reanchor,
     sampler_from_scheduler_config,
 )
@@ -364,3 +365,13 @@ def test_helpers():
         cuda_gen = torch.Generator("cuda").manual_seed(0)
         with pytest.raises(ValueError, match="generator"):
             draw_noise((2,), cuda_gen, "cpu")
+
+
+def test_unreadable_scheduler_config_names_the_file(tmp_path):
+    bad = tmp_path / "scheduler_config.json"
+    bad.write_text("{not json")
+    with pytest.raises(SamplerConfigError, match=rf"{bad}: unreadable scheduler config JSON"):
+        read_scheduler_config(tmp_path)
+    bad.write_text(json.dumps([1, 2]))
+    with pytest.raises(SamplerConfigError, match="scheduler config must be a JSON object"):
+        read_scheduler_config(bad)
