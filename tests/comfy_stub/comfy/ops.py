@@ -39,6 +39,19 @@ def _casting(self) -> bool:
     return self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0
 
 
+class _CastConv(CastWeightBiasOp):
+    """Shared body of the Conv1d/2d/3d layers (mixed in before the torch.nn conv class)."""
+
+    def reset_parameters(self):
+        return None
+
+    def forward(self, input):
+        if _casting(self):
+            weight, bias = cast_bias_weight(self, input)
+            return self._conv_forward(input, weight, bias)
+        return super().forward(input)
+
+
 class disable_weight_init:
     class Linear(torch.nn.Linear, CastWeightBiasOp):
         def reset_parameters(self):
@@ -50,35 +63,14 @@ class disable_weight_init:
                 return F.linear(input, weight, bias)
             return super().forward(input, *args, **kwargs)
 
-    class Conv1d(torch.nn.Conv1d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
+    class Conv1d(_CastConv, torch.nn.Conv1d):
+        pass
 
-        def forward(self, input):
-            if _casting(self):
-                weight, bias = cast_bias_weight(self, input)
-                return self._conv_forward(input, weight, bias)
-            return super().forward(input)
+    class Conv2d(_CastConv, torch.nn.Conv2d):
+        pass
 
-    class Conv2d(torch.nn.Conv2d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
-        def forward(self, input):
-            if _casting(self):
-                weight, bias = cast_bias_weight(self, input)
-                return self._conv_forward(input, weight, bias)
-            return super().forward(input)
-
-    class Conv3d(torch.nn.Conv3d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
-        def forward(self, input):
-            if _casting(self):
-                weight, bias = cast_bias_weight(self, input)
-                return self._conv_forward(input, weight, bias)
-            return super().forward(input)
+    class Conv3d(_CastConv, torch.nn.Conv3d):
+        pass
 
     class GroupNorm(torch.nn.GroupNorm, CastWeightBiasOp):
         def reset_parameters(self):
