@@ -333,13 +333,21 @@ def checkpoint_kind_from_name(name: str) -> CheckpointKind:
     return CheckpointKind.BASE
 
 
+def _checkpoint_kind(value: CheckpointKind | str) -> CheckpointKind:
+    try:
+        return CheckpointKind(value)
+    except ValueError:
+        allowed = ", ".join(c.value for c in CheckpointKind)
+        raise SizeError(f"unknown checkpoint kind {value!r}; allowed: {allowed}") from None
+
+
 # The frame rate a checkpoint's temporal mRoPE was trained at, where it differs from the usual 24.
 _BASE_FPS = {CheckpointKind.IMAGE2VIDEO_4STEP: 16}
 
 
 def checkpoint_base_fps(kind: CheckpointKind | str) -> int:
     """``base_fps`` (mRoPE fps modulation) of a checkpoint kind: 16 for Super-Image2Video-4Step, else 24."""
-    return _BASE_FPS.get(CheckpointKind(kind), 24)
+    return _BASE_FPS.get(_checkpoint_kind(kind), 24)
 
 
 # CFG-interval option for text-to-image used by other runtimes; the framework default leaves it off.
@@ -429,11 +437,7 @@ def generation_defaults(
         variant = Variant(variant)
     except ValueError:
         raise SizeError(f"unknown variant {variant!r}; allowed: {', '.join(v.value for v in Variant)}") from None
-    try:
-        checkpoint = CheckpointKind(checkpoint)
-    except ValueError:
-        allowed = ", ".join(c.value for c in CheckpointKind)
-        raise SizeError(f"unknown checkpoint kind {checkpoint!r}; allowed: {allowed}") from None
+    checkpoint = _checkpoint_kind(checkpoint)
     if variant is Variant.CUSTOM:  # the task-tuned checkpoints exist only for Super
         variant = Variant.NANO if checkpoint is CheckpointKind.BASE else Variant.SUPER
     key = (variant, checkpoint, mode)

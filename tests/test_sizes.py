@@ -186,3 +186,12 @@ def test_checkpoint_kind_from_name():
     assert checkpoint_kind_from_name("Cosmos3-Super-Image2Video-4Step") is CheckpointKind.IMAGE2VIDEO_4STEP
     assert checkpoint_kind_from_name("cosmos3_super_text2image_4step") is CheckpointKind.TEXT2IMAGE_4STEP
     assert CheckpointKind.TEXT2IMAGE_4STEP.distilled and not CheckpointKind.TEXT2IMAGE.distilled
+
+
+def test_checkpoint_base_fps():
+    from cosmos3.sizes import checkpoint_base_fps
+
+    assert checkpoint_base_fps("image2video-4step") == 16
+    assert checkpoint_base_fps(CheckpointKind.BASE) == checkpoint_base_fps("text2image-4step") == 24
+    with pytest.raises(SizeError, match="unknown checkpoint kind 'nope'; allowed: base, text2image"):
+        checkpoint_base_fps("nope")
