@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # fixture builders (random checkpoints)
 sys.path.insert(0, str(ROOT))
 
-from cosmos3.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache  # noqa: E402
+from cosmos3.model.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NANO = dict(
@@ -223,7 +223,7 @@ def ours_step(
     model: Cosmos3Transformer, x: torch.Tensor, timestep: float, cond: TextKVCache, uncond: TextKVCache | None,
     guidance: float = 4.0, batched: BatchedTextKV | None = None, step_cache=None,
 ) -> torch.Tensor:
-    """One CFG step as :func:`cosmos3.sampling.sample` runs it (serial, or batched when ``batched`` is given)."""
+    """One CFG step as :func:`cosmos3.sampling.loop.sample` runs it (serial, or batched when ``batched`` is given)."""
     if uncond is None:
         return model.velocity(x, timestep, cond, step_cache=step_cache).float()
     if batched is not None:

@@ -31,8 +31,8 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.attention import AttentionBackendUnavailable, attention_backends, check_backend
-from cosmos3.quant import error_stats
+from cosmos3.model.attention import AttentionBackendUnavailable, attention_backends, check_backend
+from cosmos3.model.fp8 import error_stats
 
 
 def import_comfyui(folder: str, flag: str | None) -> str:

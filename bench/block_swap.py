@@ -34,8 +34,8 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.offload import DeviceMover, enable_block_swap
-from cosmos3.transformer import module_nbytes
+from cosmos3.runtime.offload import DeviceMover, enable_block_swap
+from cosmos3.model.transformer import module_nbytes
 
 
 def variants(layers: int) -> dict[str, tuple[int, int]]:

@@ -32,7 +32,7 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.transformer import BatchedTextKV, module_nbytes
+from cosmos3.model.transformer import BatchedTextKV, module_nbytes
 
 
 def build_all(args, config, folder, only: str | None = None):

@@ -28,9 +28,9 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.compile import compile_generation_layers
-from cosmos3.quant import error_stats
-from cosmos3.transformer import BatchedTextKV
+from cosmos3.runtime.compile import compile_generation_layers
+from cosmos3.model.fp8 import error_stats
+from cosmos3.model.transformer import BatchedTextKV
 
 
 def main() -> None:

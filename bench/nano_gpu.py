@@ -40,11 +40,11 @@ from _harness import (
     tokens,
 )
 
-from cosmos3.attention import available_attention_backends
-from cosmos3.compile import compile_generation_layers, uncompile_generation_layers
-from cosmos3.offload import disable_block_swap, enable_block_swap
-from cosmos3.quant import error_stats, quantize_model_fp8, set_fp8_matmul
-from cosmos3.transformer import BatchedTextKV, module_nbytes
+from cosmos3.model.attention import available_attention_backends
+from cosmos3.runtime.compile import compile_generation_layers, uncompile_generation_layers
+from cosmos3.runtime.offload import disable_block_swap, enable_block_swap
+from cosmos3.model.fp8 import error_stats, quantize_model_fp8, set_fp8_matmul
+from cosmos3.model.transformer import BatchedTextKV, module_nbytes
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Step cache (TeaCache-style): time per sampling run and the quality cost against uncached sampling.
 
-Full ``cosmos3.sampling.sample`` runs (CFG, native UniPC schedule) on the random Nano-shaped weights, once
+Full ``cosmos3.sampling.loop.sample`` runs (CFG, native UniPC schedule) on the random Nano-shaped weights, once
 without the cache and once per threshold; reports skipped steps, seconds per run and per step, and the
 final latents' error against the uncached run (max |diff|, relative L2, PSNR). Random weights give a
 velocity field unlike a trained model's, so the error figures show the mechanism's cost, not a promise
@@ -29,10 +29,10 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.quant import error_stats
-from cosmos3.sampling import sample
-from cosmos3.step_cache import StepCache
-from cosmos3.text_encoding import EncodedPrompt
+from cosmos3.model.fp8 import error_stats
+from cosmos3.sampling.loop import sample
+from cosmos3.runtime.step_cache import StepCache
+from cosmos3.text.encoding import EncodedPrompt
 
 
 def main() -> None:

@@ -37,8 +37,8 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.compile import compile_generation_layers
-from cosmos3.transformer import BatchedTextKV, module_nbytes
+from cosmos3.runtime.compile import compile_generation_layers
+from cosmos3.model.transformer import BatchedTextKV, module_nbytes
 
 VARIANTS = ("diffusers", "ours", "ours cfg-batch")
 

@@ -39,9 +39,9 @@ from _harness import (
 )
 
 from cosmos3 import Cosmos3Transformer, TransformerConfig, load_transformer
-from cosmos3.quant import swap_in_fp8_linears
-from cosmos3.transformer import module_nbytes
-from cosmos3.transformer_loading import load_text_tower
+from cosmos3.model.fp8 import swap_in_fp8_linears
+from cosmos3.model.transformer import module_nbytes
+from cosmos3.model.loading import load_text_tower
 
 VARIANTS = ("diffusers", "ours keep", "ours evicted", "ours evicted fp8")
 

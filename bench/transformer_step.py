@@ -37,7 +37,7 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.transformer import module_nbytes
+from cosmos3.model.transformer import module_nbytes
 
 
 def main() -> None:

@@ -61,8 +61,8 @@ def make_checkpoint(folder: Path, dtype: torch.dtype, seed: int) -> None:
     """Write a diffusers-layout vae folder with random Wan 2.2-width weights (both loaders read it)."""
     from safetensors.torch import save_file
 
-    from cosmos3.vae import WanVAE
-    from cosmos3.vae_config import WanVAEConfig
+    from cosmos3.vae.model import WanVAE
+    from cosmos3.vae.config import WanVAEConfig
 
     gen = torch.Generator().manual_seed(seed)
     config = WanVAEConfig(
@@ -162,8 +162,8 @@ def main() -> None:
 
     from safetensors.torch import load_file, save_file
 
-    from cosmos3.vae_config import WAN22_VAE_CONFIG
-    from cosmos3.vae_tiling import check_pixel_size
+    from cosmos3.vae.config import WAN22_VAE_CONFIG
+    from cosmos3.vae.tiling import check_pixel_size
 
     check_pixel_size(args.frames, args.height, args.width, WAN22_VAE_CONFIG)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

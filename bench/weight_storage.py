@@ -32,8 +32,8 @@ from _harness import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.quant import error_stats
-from cosmos3.transformer import module_nbytes
+from cosmos3.model.fp8 import error_stats
+from cosmos3.model.transformer import module_nbytes
 
 VARIANTS = {  # name: (compute dtype, weight storage)
     "fp32": (torch.float32, None),

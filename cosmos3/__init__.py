@@ -20,19 +20,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_transformer": ".transformer_loading",
-    "Cosmos3Transformer": ".transformer",
-    "TransformerConfig": ".config",
-    "TextKVCache": ".transformer",
-    "load_vae": ".vae_loading",
-    "WanVAE": ".vae",
+    "load_transformer": ".model.loading",
+    "Cosmos3Transformer": ".model.transformer",
+    "TransformerConfig": ".model.config",
+    "TextKVCache": ".model.transformer",
+    "load_vae": ".vae.loading",
+    "WanVAE": ".vae.model",
     "Cosmos3Pipeline": ".pipeline",
-    "BatchedTextKV": ".transformer",
-    "enable_block_swap": ".offload",
-    "disable_block_swap": ".offload",
-    "StepCache": ".step_cache",
-    "compile_generation_layers": ".compile",
-    "available_attention_backends": ".attention",
+    "BatchedTextKV": ".model.transformer",
+    "enable_block_swap": ".runtime.offload",
+    "disable_block_swap": ".runtime.offload",
+    "StepCache": ".runtime.step_cache",
+    "compile_generation_layers": ".runtime.compile",
+    "available_attention_backends": ".model.attention",
 }
 
 

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import torch
 
-from .media_io import OUTPUT_FORMATS, check_output_path, read_image, read_video, write_frames
-from .sampling import SCHEDULE_HELP, SCHEDULES
+from .files.media import (
+    OUTPUT_FORMATS,
+    check_output_path,
+    read_image,
+    read_video,
+    write_frames,
+)
+from .sampling.loop import SCHEDULE_HELP, SCHEDULES
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .config import TransformerConfig
-from .transformer import Cosmos3Transformer
-from .transformer_loading import checkpoint_key
-from .vae import WanVAE
-from .vae_config import WanVAEConfig
+from .model.config import TransformerConfig
+from .model.loading import checkpoint_key
+from .model.transformer import Cosmos3Transformer
+from .vae.config import WanVAEConfig
+from .vae.model import WanVAE
 
 DEMO_WORDS = (
     "a the red green blue ball cat dog robot arm table car street rolls walks drives slowly quickly over on in "

@@ -1,9 +1,9 @@
 """End-to-end Cosmos3 generation: text-to-video, image-to-video, text-to-image and video-to-video.
 
 :class:`Cosmos3Pipeline` composes the pieces the ComfyUI nodes also use one by one:
-:func:`~cosmos3.text_encoding.encode_prompt` (text tower once per prompt),
-:func:`~cosmos3.conditioning.encode_image_condition` (I2V) / ``encode_video_condition`` (V2V),
-:func:`~cosmos3.sampling.sample` (generation tower per step) and the VAE decode.
+:func:`~cosmos3.text.encoding.encode_prompt` (text tower once per prompt),
+:func:`~cosmos3.sampling.conditioning.encode_image_condition` (I2V) / ``encode_video_condition`` (V2V),
+:func:`~cosmos3.sampling.loop.sample` (generation tower per step) and the VAE decode.
 """
 
 from __future__ import annotations
@@ -14,18 +14,23 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointInfo
-from .conditioning import ImageCondition, encode_image_condition, encode_video_condition
-from .offload import TEXT_TOWER_MODES, TextTowerResidency
-from .sampling import SCHEDULES, StepInfo, sample
-from .sizes import GenerationDefaults, Mode, Variant, check_generation_size, generation_defaults, variant_from_config
-from .step_cache import StepCache
-from .text_encoding import EncodedPrompt, PromptKVCache, encode_prompt
-from .tokenizer import PromptTokenizer, load_text_tokenizer
-from .transformer import Cosmos3Transformer
-from .transformer_loading import load_text_tower, load_transformer
-from .vae import WanVAE
-from .vae_loading import load_vae
+from .defaults import GenerationDefaults, Mode, generation_defaults
+from .files.checkpoint import CheckpointInfo
+from .model.loading import load_text_tower, load_transformer
+from .model.transformer import Cosmos3Transformer
+from .runtime.offload import TEXT_TOWER_MODES, TextTowerResidency
+from .runtime.step_cache import StepCache
+from .sampling.conditioning import (
+    ImageCondition,
+    encode_image_condition,
+    encode_video_condition,
+)
+from .sampling.loop import SCHEDULES, StepInfo, sample
+from .text.encoding import EncodedPrompt, PromptKVCache, encode_prompt
+from .text.tokenizer import PromptTokenizer, load_text_tokenizer
+from .vae.loading import load_vae
+from .vae.model import WanVAE
+from .variants import Variant, check_generation_size, variant_from_config
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -36,7 +41,7 @@ def latents_to_frames(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def text_tower_mode(offload_text_tower: bool | str) -> str:
-    """``False`` -> ``"keep"``, ``True`` -> ``"offload"``, or one of :data:`cosmos3.offload.TEXT_TOWER_MODES`."""
+    """``False`` -> ``"keep"``, ``True`` -> ``"offload"``, or one of :data:`cosmos3.runtime.offload.TEXT_TOWER_MODES`."""
     if offload_text_tower is False or offload_text_tower is None:
         return "keep"
     if offload_text_tower is True:
@@ -53,9 +58,9 @@ class Cosmos3Pipeline:
     """A loaded Cosmos3 checkpoint: transformer (two towers), Wan 2.2 VAE, tokenizer and checkpoint flags.
 
     Speed/memory settings (attributes, read by :meth:`generate`): ``cfg_batch`` (cond + uncond in one batched
-    generation-tower pass), ``step_cache`` (a :class:`~cosmos3.step_cache.StepCache` or ``None``),
-    ``text_residency`` (:class:`~cosmos3.offload.TextTowerResidency`: whether the text tower leaves the device
-    after encoding) and ``prompt_cache`` (:class:`~cosmos3.text_encoding.PromptKVCache`: K/V of recent prompts,
+    generation-tower pass), ``step_cache`` (a :class:`~cosmos3.runtime.step_cache.StepCache` or ``None``),
+    ``text_residency`` (:class:`~cosmos3.runtime.offload.TextTowerResidency`: whether the text tower leaves the device
+    after encoding) and ``prompt_cache`` (:class:`~cosmos3.text.encoding.PromptKVCache`: K/V of recent prompts,
     so repeating a prompt needs no text tower).
     """
 
@@ -96,12 +101,12 @@ class Cosmos3Pipeline:
         """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
 
         ``vae_path`` overrides the VAE location (e.g. ComfyUI's ``wan2.2_vae.safetensors``).
-        ``weight_storage``: see :func:`~cosmos3.transformer_loading.load_transformer` (``"fp8_e4m3fn"``).
+        ``weight_storage``: see :func:`~cosmos3.model.loading.load_transformer` (``"fp8_e4m3fn"``).
         ``offload_text_tower``: ``False``/``"keep"`` (default), ``True``/``"offload"`` (text tower waits on
         ``text_offload_device`` and visits ``device`` only to encode a new prompt) or ``"drop"`` (freed after
         encoding, reloaded from the checkpoint for a new prompt). ``prompt_cache``: how many prompts' K/V to
         keep (default 4 when the text tower is evicted, else 0). ``attention_backend``: see
-        :mod:`cosmos3.attention`.
+        :mod:`cosmos3.model.attention`.
         """
         mode = text_tower_mode(offload_text_tower)
         info = CheckpointInfo.read(checkpoint_dir)
@@ -151,7 +156,7 @@ class Cosmos3Pipeline:
 
     # ------------------------------------------------------------------ steps
     def encode_prompt(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any) -> EncodedPrompt:
-        """See :func:`cosmos3.text_encoding.encode_prompt` (keyword arguments pass through).
+        """See :func:`cosmos3.text.encoding.encode_prompt` (keyword arguments pass through).
 
         Uses :attr:`prompt_cache` and :attr:`text_residency`: the text tower is brought to the device only for
         token ids not cached yet and evicted again afterwards.
@@ -202,7 +207,7 @@ class Cosmos3Pipeline:
         The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``
         video-to-video (clean latent frames ``condition_frames`` from the ``video_keep`` end of the clip),
         otherwise text-to-video. Unset size/steps/guidance/schedule/shift take the framework defaults for the
-        mode and checkpoint (:meth:`defaults`). ``schedule`` is one of :data:`cosmos3.sampling.SCHEDULES`.
+        mode and checkpoint (:meth:`defaults`). ``schedule`` is one of :data:`cosmos3.sampling.loop.SCHEDULES`.
         ``callback(step, total, latents)`` runs after every step; an exception it raises stops generation.
         ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last.
         ``return_latents`` returns the normalised latents instead of decoding them.

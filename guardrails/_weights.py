@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 try:  # inside the ComfyUI pack (guardrails and cosmos3 are sibling sub-packages)
-    from ..cosmos3 import weights as _w
+    from ..cosmos3.files import safetensors as _w
 except ImportError:  # installed as the top-level package `guardrails` (pip install -e .)
-    from cosmos3 import weights as _w
+    from cosmos3.files import safetensors as _w
 
 CheckpointError = _w.CheckpointError
 CheckpointKeyError = _w.CheckpointKeyError

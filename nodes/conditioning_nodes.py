@@ -1,6 +1,6 @@
 """Image conditioning (image-to-video): IMAGE + Wan 2.2 VAE -> clean first-frame latent and mask.
 
-Uses the reference preprocessing (:func:`cosmos3.conditioning.preprocess_image`: cover-resize with
+Uses the reference preprocessing (:func:`cosmos3.sampling.conditioning.preprocess_image`: cover-resize with
 antialias, centre crop with rounded offsets) and the VAE's own normalisation, so the result is identical to
 :class:`cosmos3.pipeline.Cosmos3Pipeline`'s image-to-video condition. The VAE is loaded onto ComfyUI's VAE
 device for the encode and moved back to its offload device afterwards.
@@ -28,10 +28,10 @@ def first_image(image) -> torch.Tensor:
 
 
 def encode_condition(vae_handle, image, *, width: int, height: int, frames: int):
-    """:func:`cosmos3.conditioning.encode_image_condition` with the VAE loaded through ComfyUI."""
-    from ..cosmos3 import vae_tiling
-    from ..cosmos3.conditioning import encode_image_condition
-    from ..cosmos3.sizes import check_structure
+    """:func:`cosmos3.sampling.conditioning.encode_image_condition` with the VAE loaded through ComfyUI."""
+    from ..cosmos3.vae import tiling as vae_tiling
+    from ..cosmos3.sampling.conditioning import encode_image_condition
+    from ..cosmos3.geometry import check_structure
 
     check_structure(height, width, frames)
     if frames < 2:

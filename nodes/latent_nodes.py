@@ -18,12 +18,12 @@ CUSTOM = "custom"
 LATENT_CHANNELS = 48
 MAX_SIZE = 8192
 MAX_FRAMES = 1025
-# Nano text-to-video defaults (cosmos3.sizes.generation_defaults): 1280x720, 189 frames
+# Nano text-to-video defaults (cosmos3.defaults.generation_defaults): 1280x720, 189 frames
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FRAMES = 1280, 720, 189
 
 
 def _sizes():
-    from ..cosmos3 import sizes
+    from ..cosmos3 import geometry as sizes
 
     return sizes
 
@@ -33,7 +33,7 @@ def _preset_label(tier: str, aspect: str, width: int, height: int) -> str:
 
 
 def preset_table() -> dict[str, tuple[int, int]]:
-    """``{label: (width, height)}`` for every resolution tier and aspect ratio of :mod:`cosmos3.sizes`
+    """``{label: (width, height)}`` for every resolution tier and aspect ratio of :mod:`cosmos3.geometry`
     (video buckets, which include the image buckets), smallest tier first."""
     table: dict[str, tuple[int, int]] = {}
     for tier, row in _sizes().VIDEO_PRESETS.items():

@@ -1,7 +1,7 @@
 """Cosmos3 model loader: a checkpoint folder or a single transformer file -> ``C3MOT_MODEL``.
 
 What travels on a ``C3MOT_MODEL`` socket is a :class:`Cosmos3Model`: the transformer, its text tokenizer,
-the checkpoint's flags (:class:`cosmos3.checkpoint.CheckpointInfo`), variant, weight dtype, latent
+the checkpoint's flags (:class:`cosmos3.files.checkpoint.CheckpointInfo`), variant, weight dtype, latent
 statistics and **two** ComfyUI ``ModelPatcher`` objects, one over ``transformer.text_tower`` (used only by
 the text encode node) and one over ``transformer.gen_tower`` (used only by the sampler). ComfyUI therefore
 manages the two towers as separate units of memory: loading the generation tower for sampling may evict
@@ -64,7 +64,7 @@ _header_cache: dict[tuple[str, int, int], bool] = {}
 def is_cosmos3_file(path: str | os.PathLike) -> bool:
     """True when a safetensors file's header names Cosmos3 generation-tower tensors (cached per file
     size and modification time; unreadable or corrupt files are not Cosmos3 files)."""
-    from ..cosmos3.weights import CheckpointError, read_header
+    from ..cosmos3.files.safetensors import CheckpointError, read_header
 
     path = Path(path)
     try:
@@ -198,12 +198,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 class Cosmos3Model:
     """What travels on a ``C3MOT_MODEL`` socket (see the module docstring)."""
 
-    transformer: Any  # cosmos3.transformer.Cosmos3Transformer
-    tokenizer: Any  # cosmos3.tokenizer.PromptTokenizer
-    info: Any  # cosmos3.checkpoint.CheckpointInfo
-    variant: Any  # cosmos3.sizes.Variant
+    transformer: Any  # cosmos3.model.transformer.Cosmos3Transformer
+    tokenizer: Any  # cosmos3.text.tokenizer.PromptTokenizer
+    info: Any  # cosmos3.files.checkpoint.CheckpointInfo
+    variant: Any  # cosmos3.variants.Variant
     dtype: torch.dtype
-    latent_stats: Any  # cosmos3.latent_stats.LatentStats
+    latent_stats: Any  # cosmos3.vae.latent_stats.LatentStats
     text_patcher: Any  # ModelPatcher over transformer.text_tower
     gen_patcher: Any  # ModelPatcher over transformer.gen_tower
     source: str
@@ -222,7 +222,7 @@ class Cosmos3Model:
         return torch.device(self.gen_patcher.load_device)
 
     def describe(self) -> str:
-        from ..cosmos3.transformer import module_nbytes
+        from ..cosmos3.model.transformer import module_nbytes
 
         text = _size(module_nbytes(self.transformer.text_tower))
         gen = _size(module_nbytes(self.transformer.gen_tower))
@@ -243,8 +243,8 @@ def _size(nbytes: int) -> str:
 
 def _single_file_info(path: Path):
     """A single file has no side files: only its kind can be told, from its name."""
-    from ..cosmos3.checkpoint import CheckpointInfo
-    from ..cosmos3.sizes import checkpoint_kind_from_name
+    from ..cosmos3.files.checkpoint import CheckpointInfo
+    from ..cosmos3.defaults import checkpoint_kind_from_name
 
     return CheckpointInfo(root=path.parent, name=path.stem, kind=checkpoint_kind_from_name(path.stem))
 
@@ -257,11 +257,11 @@ def load_model(
     ``weight_storage``: ``default`` keeps every weight in ``dtype``; ``fp8_e4m3fn`` stores the decoder-layer
     projections as per-tensor scaled fp8 (upcast per layer on the fly; ModelOpt fp8 checkpoints load either way).
     """
-    from ..cosmos3.checkpoint import CheckpointInfo
-    from ..cosmos3.latent_stats import LatentStats
-    from ..cosmos3.sizes import variant_from_config
-    from ..cosmos3.tokenizer import load_text_tokenizer
-    from ..cosmos3.transformer_loading import load_transformer
+    from ..cosmos3.files.checkpoint import CheckpointInfo
+    from ..cosmos3.vae.latent_stats import LatentStats
+    from ..cosmos3.variants import variant_from_config
+    from ..cosmos3.text.tokenizer import load_text_tokenizer
+    from ..cosmos3.model.loading import load_transformer
 
     path = Path(checkpoint)
     device, offload = _comfy.torch_device(), _comfy.unet_offload_device()

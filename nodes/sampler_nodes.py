@@ -1,6 +1,6 @@
 """Sampler: cached text K/V + an empty LATENT (its shape gives frames and size) -> raw Wan 2.2 latents.
 
-Runs only the generation tower per step (:func:`cosmos3.sampling.sample`), loaded through ComfyUI's model
+Runs only the generation tower per step (:func:`cosmos3.sampling.loop.sample`), loaded through ComfyUI's model
 management with an activation estimate so other models (the text tower, a VAE, another checkpoint) are
 offloaded as needed. Per step: ComfyUI's interrupt is honoured (the exception stops sampling), the progress
 bar advances and, when previews are on (``--preview-method``), frame 0 of the model's clean-latent estimate
@@ -28,7 +28,7 @@ log = logging.getLogger("cosmos3_mot")
 
 CATEGORY = CATEGORY_ROOT + "/sampling"
 ATTENTION_CHOICES = ("sdpa", "flash_attn", "flash_attn3", "sage", "comfy")
-# = cosmos3.sampling_plan.SCHEDULE_CHOICES (kept literal so importing the pack never imports the sampler code)
+# = cosmos3.sampling.plan.SCHEDULE_CHOICES (kept literal so importing the pack never imports the sampler code)
 SCHEDULE_CHOICES = ("auto", "native", "euler", "diffusers", "checkpoint", "distilled")
 ATTENTION_PACKAGES = {
     "flash_attn": "the 'flash-attn' package (pip install flash-attn)",
@@ -44,14 +44,14 @@ GEN_ANCHORS = ("proj_in",)  # the generation tower computes where proj_in's weig
 
 
 def _plan_module():
-    from ..cosmos3 import sampling_plan
+    from ..cosmos3.sampling import plan as sampling_plan
 
     return sampling_plan
 
 
 def check_attention(name: str) -> str:
     """``name`` if its kernel can run here; else an error naming the package it needs."""
-    from ..cosmos3 import attention
+    from ..cosmos3.model import attention
 
     if name not in ATTENTION_CHOICES:
         raise ValueError(f"attention must be one of {list(ATTENTION_CHOICES)}, got {name!r}")
@@ -72,7 +72,7 @@ def latent_geometry(samples) -> tuple[int, int, int]:
 
 
 def _check_text(text):
-    from ..cosmos3.text_encoding import EncodedPrompt
+    from ..cosmos3.text.encoding import EncodedPrompt
 
     if not isinstance(text, EncodedPrompt):
         raise TypeError(f"text must come from the Cosmos3 MoT Text Encode node, got {type(text).__name__}")
@@ -80,7 +80,7 @@ def _check_text(text):
 
 
 def _check_condition(image_cond):
-    from ..cosmos3.conditioning import ImageCondition
+    from ..cosmos3.sampling.conditioning import ImageCondition
 
     if image_cond is not None and not isinstance(image_cond, ImageCondition):
         raise TypeError(f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(image_cond).__name__}")
@@ -92,7 +92,7 @@ MAX_STEP_CACHE = 1.0
 
 def _speed_options(model, *, step_cache: float, step_cache_warmup: int, blocks_to_swap: int):
     """Validate the speed/VRAM options; returns the :class:`StepCache` (or ``None``)."""
-    from ..cosmos3.step_cache import StepCache
+    from ..cosmos3.runtime.step_cache import StepCache
 
     layers = model.config.num_hidden_layers
     if isinstance(blocks_to_swap, bool) or not isinstance(blocks_to_swap, int) or not 0 <= blocks_to_swap <= layers:
@@ -105,7 +105,7 @@ def _speed_options(model, *, step_cache: float, step_cache_warmup: int, blocks_t
 
 
 def _set_compiled(transformer, enabled: bool) -> None:
-    from ..cosmos3.compile import compile_generation_layers, is_compiled, uncompile_generation_layers
+    from ..cosmos3.runtime.compile import compile_generation_layers, is_compiled, uncompile_generation_layers
 
     if enabled and not is_compiled(transformer):
         compile_generation_layers(transformer)
@@ -122,9 +122,9 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
     prefetched ahead) instead of loading the whole generation tower through ComfyUI.
     """
-    from ..cosmos3.offload import enable_block_swap
-    from ..cosmos3.sampling import sample
-    from ..cosmos3.schedulers import SamplerConfigError
+    from ..cosmos3.runtime.offload import enable_block_swap
+    from ..cosmos3.sampling.loop import sample
+    from ..cosmos3.sampling.schedulers import SamplerConfigError
 
     plan_mod = _plan_module()
     text = _check_text(text)

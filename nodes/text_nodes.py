@@ -1,6 +1,6 @@
 """Text encode: prompt + negative prompt -> the text tower's K/V caches (``C3MOT_TEXT``).
 
-The output is a :class:`cosmos3.text_encoding.EncodedPrompt`: one K/V cache per prompt (positive and
+The output is a :class:`cosmos3.text.encoding.EncodedPrompt`: one K/V cache per prompt (positive and
 negative), kept on the intermediate device (the CPU) until the sampler moves it, plus the frames / size /
 fps the prompt templates announced to the model. ComfyUI caches this node's output while its inputs are
 unchanged, so re-queuing with a new seed (or steps, cfg …) never runs the text tower again.
@@ -44,8 +44,8 @@ def _use_system_prompt(choice: str, style: str, model) -> bool | None:
 def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str = "framework",
                 use_system_prompt: str = "auto", width: int, height: int, frames: int, fps: float = DEFAULT_FPS):
     """Run the text tower (loaded through ComfyUI) once per prompt; the caches end on the intermediate device."""
-    from ..cosmos3.sizes import check_structure
-    from ..cosmos3.text_encoding import encode_prompt
+    from ..cosmos3.geometry import check_structure
+    from ..cosmos3.text.encoding import encode_prompt
 
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"prompt_style must be one of {list(PROMPT_STYLES)}, got {prompt_style!r}")

@@ -51,7 +51,7 @@ def _cosmos3():
 
 
 def _sizes():
-    from ..cosmos3 import sizes
+    from ..cosmos3 import geometry as sizes
 
     return sizes
 
@@ -142,7 +142,7 @@ class VAEHandle:
 
     @property
     def vae(self):
-        """The :class:`cosmos3.vae.WanVAE` (wherever it currently is)."""
+        """The :class:`cosmos3.vae.model.WanVAE` (wherever it currently is)."""
         return self.patcher.model.vae
 
     @property
@@ -206,7 +206,7 @@ def _auto_budget(handle: VAEHandle, kwargs: dict) -> dict:
 
 
 def _memory_required(handle: VAEHandle, kind: str, latent_h: int, latent_w: int, kwargs: dict) -> int:
-    from ..cosmos3 import vae_tiling
+    from ..cosmos3.vae import tiling as vae_tiling
 
     if kwargs.get("tiled"):
         cells = kwargs["tile_size"] // TILE_STEP

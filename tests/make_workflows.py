@@ -8,7 +8,7 @@
 until the workflows are regenerated (and reviewed: saved user workflows shift the same way).
 
 Defaults, chosen for the Nano checkpoint (``models/cosmos3/Cosmos3-Nano``; framework values from
-``cosmos3.sizes.generation_defaults``):
+``cosmos3.defaults.generation_defaults``):
 
 * T2V / I2V: 832x480 (480p 16:9 preset), 121 frames (5 s at 24 fps), 35 steps, cfg 6.0, shift 10 — the
   framework's Nano video settings at the lighter 480p tier instead of its 1280x720x189 default (about a

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cosmos3 import media_io
+from cosmos3.files import media as media_io
 from cosmos3.cli import main
 from cosmos3.demo import build_demo_checkpoint
 

@@ -241,7 +241,7 @@ def test_latent_preview(comfy_stub):
 
 
 def test_wan22_latent_format_matches_the_vae_config(comfy_stub):
-    vae_config = pytest.importorskip("cosmos3.vae_config")
+    vae_config = pytest.importorskip("cosmos3.vae.config")
     WAN22_LATENTS_MEAN, WAN22_LATENTS_STD = vae_config.WAN22_LATENTS_MEAN, vae_config.WAN22_LATENTS_STD
     fmt = comfy_stub.latent_formats.Wan22()
     assert fmt.latent_channels == 48 and len(fmt.latent_rgb_factors) == 48

@@ -48,7 +48,7 @@ def pack():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _skip_without_comfyui()
-    pytest.importorskip("cosmos3.vae")
+    pytest.importorskip("cosmos3.vae.model")
     from tiny_models import install_fixtures
 
     ws = prepare_workspace(tmp_path_factory.mktemp("comfyui"))

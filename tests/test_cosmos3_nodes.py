@@ -11,7 +11,7 @@ import torch
 
 from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
-pytest.importorskip("cosmos3.vae")
+pytest.importorskip("cosmos3.vae.model")
 from tiny_models import (  # noqa: E402
     CHECKPOINT_CHOICE, demo_checkpoint, install_cosmos3_checkpoint, install_vae,
 )
@@ -69,10 +69,10 @@ def write_single_file(path):
     from the tensor shapes like a real checkpoint's; vocabulary = the demo tokenizer's."""
     from safetensors.torch import save_file
 
-    from cosmos3.config import TransformerConfig
+    from cosmos3.model.config import TransformerConfig
     from cosmos3.demo import DEMO_TRANSFORMER
-    from cosmos3.transformer import Cosmos3Transformer
-    from cosmos3.transformer_loading import checkpoint_key
+    from cosmos3.model.transformer import Cosmos3Transformer
+    from cosmos3.model.loading import checkpoint_key
 
     raw = {**DEMO_TRANSFORMER, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 128,
            "rope_axes_dim": [24, 20, 20]}
@@ -151,7 +151,7 @@ def test_single_file_needs_a_tokenizer(m, installed, comfy_stub):
 def test_settle_on_device_moves_what_comfyui_cannot_cast(m, comfy_stub):
     """After a partial load, modules without ComfyUI weight casting (our norms) and the anchors must sit on the
     load device ("meta" stands in for a GPU here)."""
-    from cosmos3.norms import RMSNorm
+    from cosmos3.model.norms import RMSNorm
 
     tower = torch.nn.Module()
     tower.norm = RMSNorm(8, 1e-6, "qwen")
@@ -290,8 +290,8 @@ def test_sampler_output_decodes_to_the_pipeline_result(m, model, comfy_stub):
 
 
 def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, installed, comfy_stub):
-    from cosmos3.conditioning import encode_image_condition
-    from cosmos3.vae_loading import load_vae
+    from cosmos3.sampling.conditioning import encode_image_condition
+    from cosmos3.vae.loading import load_vae
 
     vae = m.vae.VAELoader().load(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
     picture = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(1))
@@ -350,10 +350,10 @@ def test_step_cache_option(m, model):
 
 
 def test_compile_option_compiles_and_uncompiles(m, model, monkeypatch):
-    from cosmos3 import compile as compile_mod
+    from cosmos3.runtime import compile as compile_mod
 
     calls = []
-    pack_compile = sys.modules[m.sampler.__name__.rsplit(".nodes.", 1)[0] + ".cosmos3.compile"]
+    pack_compile = sys.modules[m.sampler.__name__.rsplit(".nodes.", 1)[0] + ".cosmos3.runtime.compile"]
     monkeypatch.setattr(pack_compile, "compile_generation_layers", lambda t, **kw: calls.append("on") or 2)
     monkeypatch.setattr(pack_compile, "is_compiled", lambda t: bool(calls) and calls[-1] == "on")
     monkeypatch.setattr(pack_compile, "uncompile_generation_layers", lambda t: calls.append("off"))

@@ -11,7 +11,7 @@ import make_workflows
 import workflow_check as wc
 from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
-pytest.importorskip("cosmos3.vae")
+pytest.importorskip("cosmos3.vae.model")
 from tiny_models import TINY_HEIGHT, TINY_VIDEO_FRAMES, TINY_WIDTH, install_fixtures, rewrite_names  # noqa: E402
 
 NAMES = make_workflows.NAMES

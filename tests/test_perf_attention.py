@@ -19,8 +19,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import cosmos3.attention as attn_mod
-from cosmos3.attention import (
+import cosmos3.model.attention as attn_mod
+from cosmos3.model.attention import (
     AttentionBackendUnavailable,
     KeyPadding,
     attention,
@@ -203,7 +203,7 @@ _COMFY_SCRIPT = textwrap.dedent(
     comfy.options.enable_args_parsing()
     import torch
     from comfy.ldm.modules import attention as comfy_attention
-    from cosmos3.attention import attention
+    from cosmos3.model.attention import attention
     g = torch.Generator().manual_seed(0)
     worst = 0.0
     for nh, nkv, causal in ((4, 2, False), (4, 4, False), (8, 2, True)):

@@ -12,9 +12,9 @@ import torch
 from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.compile import compile_generation_layers, uncompile_generation_layers
-from cosmos3.offload import BlockSwap, DeviceMover, disable_block_swap, enable_block_swap
-from cosmos3.transformer import module_nbytes
+from cosmos3.runtime.compile import compile_generation_layers, uncompile_generation_layers
+from cosmos3.runtime.offload import BlockSwap, DeviceMover, disable_block_swap, enable_block_swap
+from cosmos3.model.transformer import module_nbytes
 
 LAYERS = 5
 
@@ -174,8 +174,8 @@ def test_cuda_side_stream_prefetch(folder, pin):  # pragma: no cover - GPU only
 
 
 def test_sampling_with_block_swap_matches_and_releases_the_prefetch(model):
-    from cosmos3.sampling import sample
-    from cosmos3.text_encoding import EncodedPrompt
+    from cosmos3.sampling.loop import sample
+    from cosmos3.text.encoding import EncodedPrompt
 
     prompt = EncodedPrompt(model.encode_text(torch.arange(3, 12)), model.encode_text(torch.arange(20, 25)),
                            num_frames=5, height=32, width=32, fps=24.0, style="framework", cond_text="a", uncond_text="b")

@@ -7,7 +7,7 @@ import torch
 from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.compile import compile_generation_layers, is_compiled, uncompile_generation_layers
+from cosmos3.runtime.compile import compile_generation_layers, is_compiled, uncompile_generation_layers
 
 
 @pytest.fixture(scope="module")

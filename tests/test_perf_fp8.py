@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 from tiny_transformer import build_reference, original_key, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.config import ConfigError
-from cosmos3.quant import (
+from cosmos3.model.config import ConfigError
+from cosmos3.model.fp8 import (
     FP8_DTYPE,
     Fp8Linear,
     check_weight_storage,
@@ -22,8 +22,8 @@ from cosmos3.quant import (
     quantize_model_fp8,
     set_fp8_matmul,
 )
-from cosmos3.transformer import module_nbytes
-from cosmos3.transformer_loading import load_text_tower
+from cosmos3.model.transformer import module_nbytes
+from cosmos3.model.loading import load_text_tower
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cosmos3.demo import build_demo_checkpoint
-from cosmos3.offload import TextTowerResidency, device_weight_bytes
+from cosmos3.runtime.offload import TextTowerResidency, device_weight_bytes
 from cosmos3.pipeline import Cosmos3Pipeline, text_tower_mode
-from cosmos3.text_encoding import PromptKVCache
-from cosmos3.transformer import module_nbytes
+from cosmos3.text.encoding import PromptKVCache
+from cosmos3.model.transformer import module_nbytes
 
 GEN = dict(num_frames=5, height=32, width=48, steps=2, seed=0, guidance_scale=3.0)
 

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from cosmos3.conditioning import ImageCondition, encode_image_condition, preprocess_image
+from cosmos3.sampling.conditioning import ImageCondition, encode_image_condition, preprocess_image
 from cosmos3.demo import build_demo_checkpoint
 from cosmos3.pipeline import Cosmos3Pipeline
-from cosmos3.sampling import sample
-from cosmos3.schedulers import SamplerConfigError
-from cosmos3.tokenizer import TokenizerError
-from cosmos3.weights import CheckpointError
+from cosmos3.sampling.loop import sample
+from cosmos3.sampling.schedulers import SamplerConfigError
+from cosmos3.text.tokenizer import TokenizerError
+from cosmos3.files.safetensors import CheckpointError
 
 FAST = dict(steps=2, seed=0)
 

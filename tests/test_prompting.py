@@ -8,13 +8,8 @@ import types
 import pytest
 import torch
 
-from cosmos3.prompting import (
-    DEFAULT_VIDEO_NEGATIVE,
-    PromptError,
-    default_video_negative_prompt,
-    format_prompts,
-)
-from cosmos3.tokenizer import (
+from cosmos3.text.prompting import DEFAULT_VIDEO_NEGATIVE, PromptError, default_video_negative_prompt, format_prompts
+from cosmos3.text.tokenizer import (
     PromptTokenizer,
     PromptTooLongError,
     TokenizerError,

@@ -1,4 +1,4 @@
-"""cosmos3.sampling_plan (auto settings, memory estimate) and cosmos3.latent_stats (normalise/denormalise)."""
+"""cosmos3.sampling.plan (auto settings, memory estimate) and cosmos3.vae.latent_stats (normalise/denormalise)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from cosmos3.config import TransformerConfig
-from cosmos3.latent_stats import LatentStats, LatentStatsError, denormalize, normalize
-from cosmos3.sampling_plan import AUTO, SCHEDULE_CHOICES, estimate_sampling_bytes, mode_for, resolve_sampling_plan
-from cosmos3.sizes import T2I_GUIDANCE_INTERVAL, Mode
+from cosmos3.model.config import TransformerConfig
+from cosmos3.vae.latent_stats import LatentStats, LatentStatsError, denormalize, normalize
+from cosmos3.sampling.plan import AUTO, SCHEDULE_CHOICES, estimate_sampling_bytes, mode_for, resolve_sampling_plan
+from cosmos3.defaults import T2I_GUIDANCE_INTERVAL, Mode
 
 
 def plan(**kw):
@@ -66,7 +66,7 @@ def test_memory_estimate_scales_with_tokens():
 
 
 def test_latent_stats_match_the_vae_maths(tmp_path):
-    from cosmos3.vae_config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+    from cosmos3.vae.config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
     stats = LatentStats.wan22()
     assert stats.mean == tuple(WAN22_LATENTS_MEAN) and stats.channels == 48

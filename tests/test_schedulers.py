@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos3.schedulers import (
+from cosmos3.sampling.schedulers import (
     DISTILLED_SIGMAS,
     DistilledSDESampler,
     FlowEulerSampler,

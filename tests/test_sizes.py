@@ -6,31 +6,29 @@ import types
 
 import pytest
 
-from cosmos3.schedulers import make_sampler
-from cosmos3.sizes import (
+from cosmos3.sampling.schedulers import make_sampler
+from cosmos3.geometry import (
     IMAGE_PRESETS,
-    T2I_GUIDANCE_INTERVAL,
     VIDEO_PRESETS,
-    CheckpointKind,
-    Mode,
     Size,
     SizeError,
-    Variant,
-    check_generation_size,
     check_structure,
-    checkpoint_kind_from_name,
     detect_aspect_ratio,
-    detect_variant,
-    generation_defaults,
     latent_shape,
     nearest_valid_frames,
     nearest_valid_sizes,
     preset_size,
-    presets_for,
     round_frames_up,
     round_size_up,
-    variant_from_config,
 )
+from cosmos3.defaults import (
+    T2I_GUIDANCE_INTERVAL,
+    CheckpointKind,
+    Mode,
+    checkpoint_kind_from_name,
+    generation_defaults,
+)
+from cosmos3.variants import Variant, check_generation_size, detect_variant, presets_for, variant_from_config
 
 NANO_CFG = {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32, "hidden_act": "silu"}
 SUPER_CFG = {"hidden_size": 5120, "num_hidden_layers": 64, "num_attention_heads": 64, "hidden_act": "silu"}
@@ -189,7 +187,7 @@ def test_checkpoint_kind_from_name():
 
 
 def test_checkpoint_base_fps():
-    from cosmos3.sizes import checkpoint_base_fps
+    from cosmos3.defaults import checkpoint_base_fps
 
     assert checkpoint_base_fps("image2video-4step") == 16
     assert checkpoint_base_fps(CheckpointKind.BASE) == checkpoint_base_fps("text2image-4step") == 24

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cosmos3 import TransformerConfig
-from cosmos3.config import ConfigError
+from cosmos3.model.config import ConfigError
 
 NANO = {
     "_class_name": "Cosmos3OmniTransformer", "_diffusers_version": "0.38.0.dev0", "action_dim": 64,

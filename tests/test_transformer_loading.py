@@ -23,9 +23,9 @@ from tiny_transformer import (
 )
 
 from cosmos3 import load_transformer
-from cosmos3.config import ConfigError
-from cosmos3.transformer_loading import checkpoint_key, normalize_key
-from cosmos3.weights import CheckpointError, CheckpointKeyError
+from cosmos3.model.config import ConfigError
+from cosmos3.model.loading import checkpoint_key, normalize_key
+from cosmos3.files.safetensors import CheckpointError, CheckpointKeyError
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +310,7 @@ _RSS_SCRIPT = textwrap.dedent(
     import json, resource, sys
     import torch
     import cosmos3
-    from cosmos3.transformer_loading import load_transformer  # import everything before measuring
+    from cosmos3.model.loading import load_transformer
 
     def current_rss_kib():
         with open("/proc/self/status") as fh:

@@ -9,8 +9,8 @@ import torch
 from tiny_transformer import build_reference, reference_velocity, save_folder, tiny_config
 
 from cosmos3 import Cosmos3Transformer, TextKVCache, TransformerConfig, load_transformer
-from cosmos3.attention import attention, attention_backends, register_attention_backend
-from cosmos3.transformer import module_nbytes
+from cosmos3.model.attention import attention, attention_backends, register_attention_backend
+from cosmos3.model.transformer import module_nbytes
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from diffusers.models.transformers.transformer_cosmos3 import Cosmos3NemotronRMS
 from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import get_3d_mrope_ids_text_tokens, get_3d_mrope_ids_vae_tokens
 
 from cosmos3 import Cosmos3Transformer, TransformerConfig
-from cosmos3.norms import RMSNorm
-from cosmos3.transformer import timestep_sinusoid
-from cosmos3.rope import (
+from cosmos3.model.norms import RMSNorm
+from cosmos3.model.transformer import timestep_sinusoid
+from cosmos3.model.rope import (
     apply_rope,
     inverse_frequencies,
     media_temporal_offset,

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import cosmos3
-from cosmos3.vae import WanVAE
-from cosmos3.vae_config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, WanVAEConfig
-from cosmos3.vae_loading import original_key_map
-from cosmos3.weights import CheckpointError, CheckpointKeyError
+from cosmos3.vae.model import WanVAE
+from cosmos3.vae.config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, WanVAEConfig
+from cosmos3.vae.loading import original_key_map
+from cosmos3.files.safetensors import CheckpointError, CheckpointKeyError
 from tiny_vae import (  # noqa: F401 (autouse fixture)
     make_reference_vae,
     one_torch_thread,
@@ -91,7 +91,7 @@ def test_original_single_file_loads_to_identical_outputs(tmp_path, inputs):
 def test_single_file_without_config_uses_wan22_defaults(tmp_path, monkeypatch, inputs):
     """The default config object is the Wan 2.2 one; a config-less file is built from it (widths shrunk here
     so the file stays tiny - the statistics are the public Wan 2.2 numbers)."""
-    import cosmos3.vae_loading as loading
+    import cosmos3.vae.loading as loading
 
     assert loading.WAN22_VAE_CONFIG == WanVAEConfig() and WanVAEConfig().to_diffusers()["base_dim"] == 160
     assert WanVAEConfig().decoder_base_dim == 256 and WanVAEConfig().z_dim == 48

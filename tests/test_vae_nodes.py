@@ -11,7 +11,7 @@ import torch
 from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
 tiny_vae = pytest.importorskip("tiny_vae")
-pytest.importorskip("cosmos3.vae")
+pytest.importorskip("cosmos3.vae.model")
 
 
 from tiny_models import TINY_VAE_CONFIG, tiny_vae_state, write_vae_folder  # noqa: E402
@@ -126,7 +126,7 @@ def test_decode_layout_progress_and_offload(nodes, handle, comfy_stub):
 
 
 def test_decode_tiled_matches_the_library(nodes, handle):
-    from cosmos3 import vae_tiling
+    from cosmos3.vae import tiling as vae_tiling
 
     raw = _latents(t=1, h=4, w=4, seed=1)
     plan = vae_tiling.plan_tiles(handle.vae, "decode", 4, 4, tiled=True, tile_size=48, tile_overlap=16, memory_budget=None)

@@ -1,12 +1,12 @@
-"""Numerical parity of cosmos3.vae.WanVAE with diffusers' AutoencoderKLWan (tiny Wan 2.2 layout, same weights)."""
+"""Numerical parity of cosmos3.vae.model.WanVAE with diffusers' AutoencoderKLWan (tiny Wan 2.2 layout, same weights)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cosmos3.vae import WanVAE
-from cosmos3.vae_config import WanVAEConfig
+from cosmos3.vae.model import WanVAE
+from cosmos3.vae.config import WanVAEConfig
 from tiny_vae import make_reference_vae, one_torch_thread, random_video  # noqa: F401 (autouse fixture)
 
 TOL_FP32 = 1e-4
@@ -106,7 +106,7 @@ def test_normalize_matches_cosmos3_pipeline(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_row_banded_convolutions_match_diffusers(monkeypatch, dtype):
     """Large frames run causal / up-sampling convs over bands of rows; force tiny bands on a tiny model."""
-    import cosmos3.vae as vae_module
+    import cosmos3.vae.model as vae_module
 
     monkeypatch.setattr(vae_module, "_BAND_BYTES", 1)
     monkeypatch.setattr(vae_module, "_BAND_PER_WEIGHT", 0)

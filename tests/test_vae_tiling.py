@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cosmos3 import vae_tiling as tiling
-from cosmos3.vae import WanVAE
-from cosmos3.vae_config import WanVAEConfig
+from cosmos3.vae import tiling as tiling
+from cosmos3.vae.model import WanVAE
+from cosmos3.vae.config import WanVAEConfig
 from tiny_vae import make_reference_vae, one_torch_thread, random_video, randomize_  # noqa: F401 (autouse fixture)
 
 TILE_CASES = [(64, 32), (48, 16), (32, 0)]  # (tile_size, tile_overlap) in pixels

@@ -12,7 +12,7 @@ import torch
 import workflow_check as wc
 from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
-pytest.importorskip("cosmos3.vae")
+pytest.importorskip("cosmos3.vae.model")
 pytest.importorskip("tiny_vae")
 from tiny_models import TEST_IMAGE, VAE_FILE, install_fixtures, rewrite_names  # noqa: E402
 

@@ -37,8 +37,8 @@ TEST_IMAGE = "c3mot_test.png"
 @functools.lru_cache(maxsize=1)
 def tiny_vae_state() -> dict[str, torch.Tensor]:
     """Weights of the tiny VAE in the diffusers layout (built with cosmos3's own module; no diffusers import)."""
-    from cosmos3.vae import WanVAE
-    from cosmos3.vae_config import WanVAEConfig
+    from cosmos3.vae.model import WanVAE
+    from cosmos3.vae.config import WanVAEConfig
 
     model = WanVAE(WanVAEConfig.from_diffusers(TINY_VAE_CONFIG))
     tiny_vae.randomize_(model, seed=3)

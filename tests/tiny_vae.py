@@ -42,7 +42,7 @@ def random_latent_stats(seed: int = 0, z_dim: int = 48) -> tuple[list[float], li
 def diffusers_tiny_config(seed: int = 0, default_stats: bool = False, **overrides) -> dict:
     """Constructor kwargs of a tiny Wan 2.2-layout ``AutoencoderKLWan``."""
     if default_stats:
-        from cosmos3.vae_config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+        from cosmos3.vae.config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
         mean, std = list(WAN22_LATENTS_MEAN), list(WAN22_LATENTS_STD)
     else:
@@ -116,7 +116,7 @@ def write_original_layout_file(path: Path, state_dict: dict, num_res_blocks: int
     """
     from safetensors.torch import save_file
 
-    from cosmos3.vae_loading import original_key
+    from cosmos3.vae.loading import original_key
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ A single file carries no config: the architecture is inferred from tensor shapes
 file name (16 for Image2Video-4Step); ``config=`` overrides any field.
 
 FP8: ``weight_storage="fp8_e4m3fn"`` stores the decoder-layer projections as scaled e4m3
-(:mod:`cosmos3.quant`), quantising bf16/fp32 checkpoints on load. NVIDIA ModelOpt FP8 checkpoints (F8_E4M3
+(:mod:`cosmos3.model.fp8`), quantising bf16/fp32 checkpoints on load. NVIDIA ModelOpt FP8 checkpoints (F8_E4M3
 weights with ``weight_scale`` / ``input_scale`` tensors, ``quantization_config`` in ``config.json``) load in any
 storage mode: kept as fp8 (``"fp8_e4m3fn"`` or ``"auto"``) or dequantised to ``dtype`` (``"default"``).
 
@@ -34,20 +34,9 @@ from typing import Any
 
 import torch
 
-from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
-from .json_files import read_json_object
-from .quant import (
-    FP8_DTYPE,
-    Fp8Linear,
-    check_weight_storage,
-    dequantize_fp8,
-    normalize_scale,
-    quantize_fp8,
-    swap_in_fp8_linears,
-)
-from .sizes import checkpoint_base_fps, checkpoint_kind_from_name
-from .transformer import Cosmos3Transformer, TextLayer, TextTower
-from .weights import (
+from ..defaults import checkpoint_base_fps, checkpoint_kind_from_name
+from ..files.json_files import read_json_object
+from ..files.safetensors import (
     CheckpointError,
     CheckpointKeyError,
     SafetensorsReader,
@@ -57,6 +46,17 @@ from .weights import (
     meta_leftovers,
     module_shapes,
 )
+from .config import EDGE_BACKBONE, ConfigError, TransformerConfig, load_config_source
+from .fp8 import (
+    FP8_DTYPE,
+    Fp8Linear,
+    check_weight_storage,
+    dequantize_fp8,
+    normalize_scale,
+    quantize_fp8,
+    swap_in_fp8_linears,
+)
+from .transformer import Cosmos3Transformer, TextLayer, TextTower
 
 ATTENTION_LEAVES = frozenset(
     {
@@ -122,12 +122,12 @@ def load_transformer(
         config: optional override: a dict, a ``config.json`` path or a folder with one; its fields replace
             the folder's config or the shape-inferred one.
         operations: ``Linear``/``Embedding`` provider (default ``torch.nn``); fp8-stored projections always
-            use :class:`cosmos3.quant.Fp8Linear`.
+            use :class:`cosmos3.model.fp8.Fp8Linear`.
         weight_storage: ``None``/``"default"``: every weight in ``dtype`` (fp8 checkpoints are dequantised);
             ``"fp8_e4m3fn"`` (alias ``"fp8"``): decoder-layer projections in scaled e4m3, computed in ``dtype``;
             ``"auto"``: fp8 when the checkpoint's layer weights are fp8, else ``dtype``.
         text_tower_device: where the text tower's weights go (default ``device``), e.g. ``"cpu"`` so that only
-            the generation tower ever occupies the GPU (see :class:`cosmos3.offload.TextTowerResidency`).
+            the generation tower ever occupies the GPU (see :class:`cosmos3.runtime.offload.TextTowerResidency`).
 
     Raises:
         CheckpointError: missing/corrupt/non-safetensors files; :class:`CheckpointKeyError` (a subclass) lists
@@ -147,7 +147,7 @@ def load_text_tower(
     weight_storage: str | torch.dtype | None = None,
 ) -> TextTower:
     """Load only the text tower (embedding + UND weights) of a checkpoint, e.g. to re-encode a new prompt
-    after :meth:`~cosmos3.transformer.Cosmos3Transformer.drop_text_tower`. Same arguments as
+    after :meth:`~cosmos3.model.transformer.Cosmos3Transformer.drop_text_tower`. Same arguments as
     :func:`load_transformer`; the generation-tower tensors are validated but never read."""
     model = _load(path, dtype, device, config, operations, weight_storage, None, only="text_tower.")
     tower = model.text_tower

@@ -1,6 +1,6 @@
 """Optional ``torch.compile`` of the generation layers (regional compilation).
 
-Each :class:`~cosmos3.transformer.GenLayer` is compiled in place with :meth:`torch.nn.Module.compile`. All
+Each :class:`~cosmos3.model.transformer.GenLayer` is compiled in place with :meth:`torch.nn.Module.compile`. All
 layers share one code object and their weights are graph inputs, so one compiled graph serves every layer
 (recompiling only for new shapes: another resolution, prompt length, CFG batch or padding). The text tower
 runs once per prompt and stays eager. Compilation composes with fp8 storage (the upcast is compiled into
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .transformer import Cosmos3Transformer
+from ..model.transformer import Cosmos3Transformer
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Enough cache entries for the shapes one session typically sees (several resolutions x CFG batch x padding).

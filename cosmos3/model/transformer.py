@@ -31,11 +31,17 @@ from torch import nn
 from .attention import KeyPadding, attention, check_backend
 from .config import TransformerConfig
 from .norms import RMSNorm
-from .rope import apply_rope, media_temporal_offset, rope_tables, text_position_ids, vision_position_ids
+from .rope import (
+    apply_rope,
+    media_temporal_offset,
+    rope_tables,
+    text_position_ids,
+    vision_position_ids,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .offload import BlockSwap
-    from .step_cache import StepCache
+    from ..runtime.offload import BlockSwap
+    from ..runtime.step_cache import StepCache
 
 TIMESTEP_CHANNELS = 256
 _TIMESTEP_MAX_PERIOD = 10000
@@ -98,7 +104,7 @@ class BatchedTextKV(_PerLayerKV):
     """Text K/V of several prompts for one batched generation-tower pass (e.g. cond + uncond for CFG).
 
     ``keys[i]``/``values[i]``: ``[B, nkv, Lmax, head_dim]``. Shorter prompts are *left*-padded with zeros; the
-    padding is masked out of the attention (:class:`~cosmos3.attention.KeyPadding`). ``lengths``: true lengths.
+    padding is masked out of the attention (:class:`~cosmos3.model.attention.KeyPadding`). ``lengths``: true lengths.
     """
 
     keys: list[torch.Tensor]
@@ -360,8 +366,8 @@ class Cosmos3Transformer(nn.Module):
 
     Runtime attributes: ``attention_backend`` (validated kernel name, default ``"sdpa"``), ``compute_dtype``
     (activation dtype; update it if you cast the weights by hand), ``time_embedding_per_token``,
-    ``block_swap`` (see :mod:`cosmos3.offload`), ``split_padded_attention`` and ``compiled_layers``
-    (see :mod:`cosmos3.compile`).
+    ``block_swap`` (see :mod:`cosmos3.runtime.offload`), ``split_padded_attention`` and ``compiled_layers``
+    (see :mod:`cosmos3.runtime.compile`).
     """
 
     def __init__(
@@ -383,17 +389,17 @@ class Cosmos3Transformer(nn.Module):
         # result is the same math; only a GEMM's row-count-dependent fp32 rounding changes, which makes
         # bf16 outputs bit-identical to diffusers at the cost of an [N, hidden] fp32 MLP per step.
         self.time_embedding_per_token = False
-        # Block swap (cosmos3.offload.enable_block_swap): streams generation layers to the device per step.
+        # Block swap (cosmos3.runtime.offload.enable_block_swap): streams generation layers to the device per step.
         self.block_swap: BlockSwap | None = None
         # Batched prompts of different lengths: True = per-prompt attention calls instead of one masked call.
         self.split_padded_attention = False
-        self.compiled_layers: dict | None = None  # set by cosmos3.compile.compile_generation_layers
+        self.compiled_layers: dict | None = None  # set by cosmos3.runtime.compile.compile_generation_layers
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ settings
     @property
     def attention_backend(self) -> str:
-        """Attention kernel name used by both towers (see :mod:`cosmos3.attention`)."""
+        """Attention kernel name used by both towers (see :mod:`cosmos3.model.attention`)."""
         return self._attention_backend
 
     @attention_backend.setter
@@ -476,7 +482,7 @@ class Cosmos3Transformer(nn.Module):
                 ``None`` = integer frame positions, as when the config disables fps modulation).
             condition_frames: latent frame indices that are clean conditioning (no timestep embedding,
                 zero velocity in the output).
-            step_cache: optional :class:`~cosmos3.step_cache.StepCache` (may reuse the previous step's
+            step_cache: optional :class:`~cosmos3.runtime.step_cache.StepCache` (may reuse the previous step's
                 generation-tower residual instead of running the layers); ``branch`` keys its residual.
 
         Returns:
@@ -766,7 +772,7 @@ def timestep_sinusoid(timestep: int | float, scale: float, device: torch.device 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """RoPE (NeoX rotate-half) of ``x`` [..., N, heads, hd] with tables [N, hd] or [B, N, hd] (same op order as
-    :func:`cosmos3.rope.apply_rope`, so batch-1 results are bit-identical)."""
+    :func:`cosmos3.model.rope.apply_rope`, so batch-1 results are bit-identical)."""
     cos = cos.unsqueeze(-2)
     sin = sin.unsqueeze(-2)
     half = x.shape[-1] // 2

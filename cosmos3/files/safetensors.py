@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import Cosmos3Error
+
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 _DTYPES = {
@@ -39,7 +41,7 @@ _DTYPES = {
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Cosmos3Error):
     """A checkpoint file or folder is missing, unreadable, corrupt or of the wrong format."""
 
 

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import torch
 
-from .json_files import read_json_object
-from .vae import WanVAE
-from .vae_config import WAN22_VAE_CONFIG, VAEConfigError, WanVAEConfig
-from .weights import (
+from ..files.json_files import read_json_object
+from ..files.safetensors import (
     CheckpointError,
     CheckpointKeyError,
     SafetensorsReader,
@@ -33,6 +31,8 @@ from .weights import (
     meta_leftovers,
     module_shapes,
 )
+from .config import WAN22_VAE_CONFIG, VAEConfigError, WanVAEConfig
+from .model import WanVAE
 
 DIFFUSERS_MARKER = "decoder.mid_block.resnets.0.norm1.gamma"
 ORIGINAL_MARKER = "decoder.middle.0.residual.0.gamma"

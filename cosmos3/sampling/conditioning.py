@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sizes import check_structure, latent_frames
+from ..geometry import check_structure, latent_frames
 
 VIDEO_KEEP = ("first", "last")
 

@@ -3,7 +3,7 @@
 ``normalised = (raw - mean) * inv_std`` and ``raw = normalised / inv_std + mean``, with ``mean`` and
 ``inv_std = 1 / std`` materialised in a *working dtype* (bf16 in the reference, which runs this step in
 bf16) and the arithmetic done in that dtype; the result comes back in the input's dtype. This is exactly
-what :meth:`cosmos3.vae.WanVAE.normalize` / ``denormalize`` compute with the VAE's dtype, so a sampler
+what :meth:`cosmos3.vae.model.WanVAE.normalize` / ``denormalize`` compute with the VAE's dtype, so a sampler
 that denormalises with the same statistics and dtype hands a VAE decoder the same raw latents as the
 all-in-one pipeline does.
 
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from .json_files import read_json_object
+from ..errors import Cosmos3Error
+from ..files.json_files import read_json_object
 
 VAE_SUBFOLDER = "vae"
 CONFIG_NAME = "config.json"
 
 
-class LatentStatsError(ValueError):
+class LatentStatsError(Cosmos3Error):
     """Latent statistics are missing, malformed or do not match the latents."""
 
 
@@ -58,7 +59,7 @@ class LatentStats:
     @classmethod
     def wan22(cls) -> "LatentStats":
         """The public Wan 2.2 statistics (what every Cosmos3 checkpoint's ``vae/config.json`` holds)."""
-        from .vae_config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+        from .config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
         return cls(tuple(WAN22_LATENTS_MEAN), tuple(WAN22_LATENTS_STD), "Wan 2.2 defaults")
 

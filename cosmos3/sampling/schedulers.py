@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .json_files import read_json_object
+from ..errors import Cosmos3Error
+from ..files.json_files import read_json_object
 
 NUM_TRAIN_TIMESTEPS = 1000
 SAMPLER_KINDS = ("flow_unipc", "flow_euler", "distilled_sde")
@@ -62,7 +63,7 @@ DISTILLED_SIGMAS = (1.0, 0.9375, 0.8333333333333334, 0.625)
 _STATE_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
-class SamplerConfigError(ValueError):
+class SamplerConfigError(Cosmos3Error):
     """A sampler was requested with an unknown kind, an out-of-range value or an unsupported config."""
 
 
@@ -492,7 +493,7 @@ def make_sampler(
         if shift is None:
             raise SamplerConfigError(
                 f"the {grid!r} grid needs an explicit shift in (0, {MAX_SHIFT:g}] "
-                "(framework defaults: 10 for video, 3 for images; see cosmos3.sizes.generation_defaults)"
+                "(framework defaults: 10 for video, 3 for images; see cosmos3.defaults.generation_defaults)"
             )
         grid_sigmas = native_flow_sigmas(steps, shift) if grid == "native" else diffusers_flow_sigmas(steps, shift)
     elif grid == "karras":

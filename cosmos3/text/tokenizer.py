@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import Cosmos3Error
 from .prompting import FormattedPrompts, format_prompts
 
 VISION_START_TOKEN = "<|vision_start|>"
@@ -20,7 +21,7 @@ TOKENIZER_SUBFOLDER = "text_tokenizer"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(Cosmos3Error):
     """The checkpoint's tokenizer is missing, unusable or incompatible with the transformer."""
 
 
@@ -135,7 +136,7 @@ def tokenize_prompts(
     style: str = "framework",
     **format_options: Any,
 ) -> TokenizedPrompts:
-    """Format (``cosmos3.prompting.format_prompts``; extra options pass through) and tokenize both prompts."""
+    """Format (``cosmos3.text.prompting.format_prompts``; extra options pass through) and tokenize both prompts."""
     formatted: FormattedPrompts = format_prompts(
         prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps, style=style,
         **format_options,

@@ -31,10 +31,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import Cosmos3Error
+
 AttentionFn = Callable[..., torch.Tensor]
 
 
-class AttentionBackendUnavailable(ImportError):
+class AttentionBackendUnavailable(Cosmos3Error, ImportError):
     """A registered attention backend cannot run here (its package is not installed)."""
 
 

@@ -12,7 +12,7 @@ decode at the same geometry (about 0.22 vs 0.23 mean |diff| on [-1, 1] outputs f
 - random weights make every pixel depend on the whole frame, real VAE weights are far more local).
 Default overlap: a quarter of the tile, clamped to [16, 64] px.
 
-When to tile (``tiled`` argument of :meth:`~cosmos3.vae.WanVAE.encode` / ``decode``):
+When to tile (``tiled`` argument of :meth:`~cosmos3.vae.model.WanVAE.encode` / ``decode``):
 
 * ``False``: never (``tile_size``/``tile_overlap`` must then be omitted);
 * ``True``: always, with ``tile_size`` (default :data:`DEFAULT_TILE_SIZE`) and ``tile_overlap``;
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .vae import WanVAE
-    from .vae_config import WanVAEConfig
+    from .config import WanVAEConfig
+    from .model import WanVAE
 
 DEFAULT_TILE_SIZE = 256  # pixels, when tiled=True without tile_size
 MAX_DEFAULT_OVERLAP = 64  # pixels

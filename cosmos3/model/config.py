@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .json_files import read_json_object
+from ..errors import Cosmos3Error
+from ..files.json_files import read_json_object
 
 EDGE_BACKBONE = "cosmos3_edge_nemotron_dense"
 HIDDEN_ACTS = ("silu", "relu2")
@@ -34,7 +35,7 @@ _QWEN_DEFAULTS = {"rms_norm_eps": 1e-6, "rope_theta": 5_000_000.0, "vocab_size":
 _EDGE_DEFAULTS = {"rms_norm_eps": 1e-5, "rope_theta": 100_000_000.0, "vocab_size": 131072}
 
 
-class ConfigError(ValueError):
+class ConfigError(Cosmos3Error):
     """A transformer config field is unknown, missing, of the wrong type or inconsistent."""
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
+from ..model.transformer import Cosmos3Transformer, TextKVCache
 from .tokenizer import PromptTokenizer, tokenize_prompts
-from .transformer import Cosmos3Transformer, TextKVCache
 
 
 @dataclass
@@ -130,7 +130,7 @@ def encode_prompt(
     """Tokenize (templates per ``prompt_style``) and run the text tower for the prompt and the negative.
 
     The caches are moved to ``offload_device`` (default CPU; ``None`` keeps them where they were computed).
-    ``encoder`` replaces ``transformer.encode_text`` (e.g. :meth:`cosmos3.offload.TextTowerResidency.encode`,
+    ``encoder`` replaces ``transformer.encode_text`` (e.g. :meth:`cosmos3.runtime.offload.TextTowerResidency.encode`,
     which brings an evicted text tower back first); ``kv_cache`` (:class:`PromptKVCache`) skips the text
     tower for token ids encoded before.
     """

@@ -1,4 +1,4 @@
-"""Prompt formatting for Cosmos3 generation (pure strings; tokenization lives in :mod:`cosmos3.tokenizer`).
+"""Prompt formatting for Cosmos3 generation (pure strings; tokenization lives in :mod:`cosmos3.text.tokenizer`).
 
 Two styles:
 
@@ -32,7 +32,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .sizes import detect_aspect_ratio
+from ..errors import Cosmos3Error
+from ..geometry import detect_aspect_ratio
 
 PROMPT_STYLES = ("framework", "diffusers")
 NEGATIVE_METADATA_MODES = ("same", "inverse", "none")
@@ -115,7 +116,7 @@ def default_video_negative_prompt() -> str:
     return json.dumps(DEFAULT_VIDEO_NEGATIVE)
 
 
-class PromptError(ValueError):
+class PromptError(Cosmos3Error):
     """Invalid prompt-formatting arguments."""
 
 

@@ -3,7 +3,7 @@
 Front ends (the ComfyUI sampler node) cannot know a run's mode when their widgets are drawn: one sampler
 serves text-to-video, image-to-video and text-to-image, on base and distilled checkpoints. They pass
 :data:`AUTO` (0 for steps / guidance / shift, ``"auto"`` for the schedule) and :func:`resolve_sampling_plan`
-fills in the framework defaults of :func:`cosmos3.sizes.generation_defaults` for the mode, variant and
+fills in the framework defaults of :func:`cosmos3.defaults.generation_defaults` for the mode, variant and
 checkpoint kind. Explicit values always win.
 """
 
@@ -14,19 +14,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import TransformerConfig
-from .sampling import SCHEDULES
-from .sizes import (
+from ..defaults import (
     T2I_GUIDANCE_INTERVAL,
     CheckpointKind,
     GenerationDefaults,
     Mode,
-    SizeError,
-    Variant,
-    check_generation_size,
     generation_defaults,
-    latent_shape,
 )
+from ..geometry import SizeError, latent_shape
+from ..model.config import TransformerConfig
+from ..variants import Variant, check_generation_size
+from .loop import SCHEDULES
 
 AUTO = 0
 AUTO_SCHEDULE = "auto"
@@ -37,7 +35,7 @@ _SHIFTED_SCHEDULES = ("native", "euler", "diffusers")
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """Concrete settings for :func:`cosmos3.sampling.sample` plus how they were chosen.
+    """Concrete settings for :func:`cosmos3.sampling.loop.sample` plus how they were chosen.
 
     ``steps`` is ``None`` for the distilled sampler (its fixed sigmas give the count); ``shift`` is ``None``
     where the schedule takes none. ``chosen`` lists the settings filled in automatically; ``warnings``
@@ -184,9 +182,9 @@ def estimate_sampling_bytes(
 
 def resident_gen_bytes(transformer, blocks_to_swap: int, prefetch: int = 1) -> int:
     """Device weight bytes of the generation tower when its last ``blocks_to_swap`` layers are streamed
-    (:func:`cosmos3.offload.enable_block_swap`): everything else, plus the ``prefetch + 1`` largest swapped
+    (:func:`cosmos3.runtime.offload.enable_block_swap`): everything else, plus the ``prefetch + 1`` largest swapped
     layers that can be on the device at once."""
-    from .transformer import module_nbytes
+    from ..model.transformer import module_nbytes
 
     layers = transformer.gen_tower.layers
     swapped = sorted(module_nbytes(layers[i]) for i in range(len(layers) - blocks_to_swap, len(layers)))

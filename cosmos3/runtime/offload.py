@@ -27,7 +27,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .transformer import Cosmos3Transformer, TextKVCache, TextTower, module_nbytes
+from ..model.transformer import (
+    Cosmos3Transformer,
+    TextKVCache,
+    TextTower,
+    module_nbytes,
+)
 
 TEXT_TOWER_MODES = ("keep", "offload", "drop")
 
@@ -286,7 +291,7 @@ class TextTowerResidency:
         mode: ``"keep"`` (never move), ``"offload"`` (to ``offload_device`` after encoding, back on demand) or
             ``"drop"`` (free after encoding; ``reload()`` rebuilds it for the next new prompt).
         device: where encoding runs (default: the generation tower's device).
-        reload: returns a loaded :class:`~cosmos3.transformer.TextTower` (needed for ``"drop"``), e.g.
+        reload: returns a loaded :class:`~cosmos3.model.transformer.TextTower` (needed for ``"drop"``), e.g.
             ``lambda: load_text_tower(path, dtype=..., device=...)``.
 
     ``loads`` counts how often the tower was brought (back) to the device after an eviction.
@@ -352,7 +357,7 @@ class TextTowerResidency:
             torch.cuda.empty_cache()
 
     def encode(self, input_ids: torch.Tensor) -> TextKVCache:
-        """:meth:`~cosmos3.transformer.Cosmos3Transformer.encode_text` with the tower brought in first (it
+        """:meth:`~cosmos3.model.transformer.Cosmos3Transformer.encode_text` with the tower brought in first (it
         stays until :meth:`evict`, so the cond and uncond prompts share one load)."""
         self.ensure_loaded()
         return self.model.encode_text(input_ids)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..defaults import CheckpointKind, checkpoint_kind_from_name
 from .json_files import read_json_object
-from .sizes import CheckpointKind, checkpoint_kind_from_name
-from .weights import CheckpointError
+from .safetensors import CheckpointError
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import Cosmos3Error
+
 # Per-channel statistics of the raw Wan 2.2 posterior mean (48 channels), used for latent normalisation.
 # Public numbers, cross-checked entry by entry in three independent places:
 #   * diffusers  scripts/convert_wan_to_diffusers.py  `vae22_diffusers_config` (snapshot 58eb52c, 2026-08-23),
@@ -37,7 +39,7 @@ WAN22_LATENTS_STD: tuple[float, ...] = (
 )  # fmt: skip
 
 
-class VAEConfigError(ValueError):
+class VAEConfigError(Cosmos3Error):
     """A VAE configuration is inconsistent or describes a VAE this library does not implement."""
 
 

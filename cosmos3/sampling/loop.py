@@ -9,6 +9,10 @@ from typing import Any
 
 import torch
 
+from ..geometry import check_structure, latent_shape
+from ..model.transformer import BatchedTextKV, Cosmos3Transformer
+from ..runtime.step_cache import StepCache
+from ..text.encoding import EncodedPrompt
 from .conditioning import ImageCondition
 from .schedulers import (
     FlowSampler,
@@ -17,14 +21,10 @@ from .schedulers import (
     draw_noise,
     guidance_active,
     make_sampler,
-    reanchor,
     read_scheduler_config,
+    reanchor,
     sampler_from_scheduler_config,
 )
-from .sizes import check_structure, latent_shape
-from .step_cache import StepCache
-from .text_encoding import EncodedPrompt
-from .transformer import BatchedTextKV, Cosmos3Transformer
 
 SCHEDULES = ("native", "euler", "diffusers", "checkpoint", "distilled")
 SCHEDULE_HELP = {
@@ -148,7 +148,7 @@ def sample(
 
     ``cfg_batch=True`` runs cond and uncond as one batch of two through the generation tower (prompts of
     different lengths are padded and masked); equal to the serial passes up to floating-point reassociation.
-    ``step_cache`` (:class:`~cosmos3.step_cache.StepCache`) lets steps whose input barely changed reuse the
+    ``step_cache`` (:class:`~cosmos3.runtime.step_cache.StepCache`) lets steps whose input barely changed reuse the
     previous generation-tower residual (approximate; off by default).
     """
     check_structure(height, width, num_frames)

@@ -20,10 +20,10 @@ the CPU builds tested); only the memory behaviour differs:
   backend's re-layout of it) nor an up-sampled frame exists at full size;
 * the decoder writes finished frames straight into the preallocated output (optionally on another device).
 
-Spatial tiling (see :mod:`cosmos3.vae_tiling`) bounds memory further for large frames.
+Spatial tiling (see :mod:`cosmos3.vae.tiling`) bounds memory further for large frames.
 
 Parameter names follow the diffusers checkpoint layout so ``vae/diffusion_pytorch_model.safetensors`` loads
-without renaming; :mod:`cosmos3.vae_loading` maps the original Wan key names onto them.
+without renaming; :mod:`cosmos3.vae.loading` maps the original Wan key names onto them.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import vae_tiling as tiling
-from .vae_config import WAN22_VAE_CONFIG, WanVAEConfig
+from .config import WAN22_VAE_CONFIG, WanVAEConfig
+from . import tiling
 
 StreamState = dict  # module -> cached frames / first-call marker; one per (sample, tile) stream
 ProgressFn = Callable[[int, int], Any]
@@ -609,7 +609,7 @@ class WanVAE(nn.Module):
     Create with :func:`cosmos3.load_vae`. Inference only (all entry points run under ``torch.no_grad``).
     Tiling: ``tiled=None`` (default) tiles only when the estimated activation memory of a full frame exceeds
     the memory budget (``memory_budget`` argument, else :attr:`memory_budget`, else a share of the free
-    device memory); ``tiled=True``/``False`` forces it on/off. See :mod:`cosmos3.vae_tiling`.
+    device memory); ``tiled=True``/``False`` forces it on/off. See :mod:`cosmos3.vae.tiling`.
     """
 
     def __init__(self, config: WanVAEConfig = WAN22_VAE_CONFIG) -> None:
