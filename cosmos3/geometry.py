@@ -21,6 +21,10 @@ from .errors import Cosmos3Error
 
 SPATIAL_MULTIPLE = 16
 TEMPORAL_COMPRESSION = 4
+LATENT_CHANNELS = 48  # Wan 2.2 latent channels
+# Largest height/width and frame count any entry point accepts (widget limits; the variant envelopes are tighter).
+MAX_SIDE = 8192
+MAX_FRAMES = 1025
 ASPECT_RATIOS = ("1,1", "4,3", "3,4", "16,9", "9,16")
 
 
