@@ -30,7 +30,9 @@ from _harness import (
 
 from cosmos3 import load_transformer
 from cosmos3.model.fp8 import error_stats
+from cosmos3.geometry import Geometry
 from cosmos3.sampling.loop import sample
+from cosmos3.sampling.schedulers import build_sampler
 from cosmos3.runtime.step_cache import StepCache
 from cosmos3.text.encoding import EncodedPrompt
 
@@ -54,18 +56,19 @@ def main() -> None:
         prompt = EncodedPrompt(
             model.encode_text(ids(args.text_tokens, config["vocab_size"], seed=0)),
             model.encode_text(ids(args.neg_tokens, config["vocab_size"], seed=1)),
-            num_frames=num_frames, height=height, width=width, fps=24.0, style="framework", cond_text="", uncond_text="",
+            geometry=Geometry(num_frames, height, width), style="framework", cond_text="", uncond_text="",
         )
         model.drop_text_tower()
         free()
-        kwargs = dict(num_frames=num_frames, height=height, width=width, steps=args.steps, guidance_scale=args.guidance,
-                      seed=0, shift=args.shift, device=device)
+        kwargs = dict(guidance_scale=args.guidance, seed=0, device=device)
         caches = {"off": None}
         for value in args.thresholds.split(","):
             caches[f"threshold {float(value):g}"] = StepCache(threshold=float(value), warmup_steps=args.warmup)
 
         def runner(cache):
-            return lambda: sample(model, prompt, step_cache=cache, **kwargs)
+            return lambda: sample(
+                model, prompt, build_sampler("native", args.steps, args.shift), step_cache=cache, **kwargs
+            )
 
         timings = interleaved({name: runner(cache) for name, cache in caches.items()}, args.runs)
         model = prompt = None

@@ -17,7 +17,7 @@ from .files.media import (
     read_video,
     write_frames,
 )
-from .sampling.loop import SCHEDULE_HELP, SCHEDULES
+from .sampling.schedulers import SCHEDULE_HELP, SCHEDULES
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

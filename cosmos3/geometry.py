@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import Cosmos3Error
@@ -89,12 +90,6 @@ def latent_frames(num_frames: int) -> int:
     return (_positive_int("num_frames", num_frames) - 1) // TEMPORAL_COMPRESSION + 1
 
 
-def latent_shape(num_frames: int, height: int, width: int, channels: int = 48) -> tuple[int, int, int, int]:
-    """Latent ``(C, T', H/16, W/16)`` of a valid request."""
-    check_structure(height, width, num_frames)
-    return channels, latent_frames(num_frames), height // SPATIAL_MULTIPLE, width // SPATIAL_MULTIPLE
-
-
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SizeError(f"{name} must be a positive integer, got {value!r}")
@@ -129,7 +124,7 @@ def preset_size(tier: str | int, aspect_ratio: str = "16,9", *, image: bool = Fa
 # Validation
 
 
-def check_structure(height: int, width: int, num_frames: int) -> None:
+def _check_structure(height: int, width: int, num_frames: int) -> None:
     """Multiples of 16 and 1 or 4k + 1 frames; errors name the nearest valid values."""
     for name, value in (("height", height), ("width", width)):
         v = _positive_int(name, value)
@@ -142,3 +137,52 @@ def check_structure(height: int, width: int, num_frames: int) -> None:
         raise SizeError(
             f"num_frames {n} is not of the form 4k+1 (or 1 for an image); nearest valid values: {lo} or {hi}"
         )
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What one run generates: ``frames`` x ``height`` x ``width`` pixels played at ``fps`` (1 frame = an image).
+
+    Construction checks the structural rules (multiples of 16, 1 or 4k + 1 frames, a positive finite fps);
+    errors name the nearest valid values. Whether a variant was trained on it is :mod:`cosmos3.variants`'.
+    """
+
+    frames: int
+    height: int
+    width: int
+    fps: float = 24.0
+
+    def __post_init__(self) -> None:
+        _check_structure(self.height, self.width, self.frames)
+        fps = self.fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
+            raise SizeError(f"fps must be a positive finite number, got {fps!r}")
+        object.__setattr__(self, "fps", float(fps))
+
+    @property
+    def is_image(self) -> bool:
+        return self.frames == 1
+
+    @property
+    def size(self) -> Size:
+        return Size(self.height, self.width)
+
+    @property
+    def latent_frames(self) -> int:
+        """T' = (frames - 1) // 4 + 1."""
+        return latent_frames(self.frames)
+
+    def latent_shape(self, channels: int = LATENT_CHANNELS) -> tuple[int, int, int, int]:
+        """Latent ``(C, T', H/16, W/16)``."""
+        return channels, self.latent_frames, self.height // SPATIAL_MULTIPLE, self.width // SPATIAL_MULTIPLE
+
+    def same_clip(self, other: "Geometry") -> bool:
+        """Same frames and size, and the same fps unless both are images (an image has no frame rate)."""
+        return (self.frames, self.height, self.width) == (other.frames, other.height, other.width) and (
+            self.is_image or math.isclose(self.fps, other.fps)
+        )
+
+    def describe(self) -> str:
+        if self.is_image:
+            return f"one {self.width}x{self.height} image"
+        return f"{self.frames} frames of {self.width}x{self.height} at {self.fps:g} fps"

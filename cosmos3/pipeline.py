@@ -25,12 +25,13 @@ from .sampling.conditioning import (
     encode_image_condition,
     encode_video_condition,
 )
-from .sampling.loop import SCHEDULES, StepInfo, sample
+from .sampling.loop import StepInfo, sample
+from .sampling.plan import resolve_sampling_plan
 from .text.encoding import EncodedPrompt, PromptKVCache, encode_prompt
 from .text.tokenizer import PromptTokenizer, load_text_tokenizer
 from .vae.loading import load_vae
 from .vae.model import WanVAE
-from .variants import Variant, check_generation_size, variant_from_config
+from .variants import Variant, variant_from_config
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
 
@@ -140,20 +141,6 @@ class Cosmos3Pipeline:
         kind = self.info.kind if self.info is not None else "base"
         return generation_defaults(mode, self.variant, kind)
 
-    @staticmethod
-    def mode_for(num_frames: int | None, image: Any = None, video: Any = None) -> Mode:
-        if image is not None and video is not None:
-            raise ValueError("pass either image (image-to-video) or video (video-to-video), not both")
-        if num_frames == 1:
-            if image is not None or video is not None:
-                raise ValueError("image/video conditioning needs num_frames > 1 (one frame is text-to-image)")
-            return Mode.TEXT2IMAGE
-        if image is not None:
-            return Mode.IMAGE2VIDEO
-        if video is not None:
-            return Mode.VIDEO2VIDEO
-        return Mode.TEXT2VIDEO
-
     # ------------------------------------------------------------------ steps
     def encode_prompt(self, prompt: str, negative_prompt: str | None = None, **kwargs: Any) -> EncodedPrompt:
         """See :func:`cosmos3.text.encoding.encode_prompt` (keyword arguments pass through).
@@ -184,7 +171,7 @@ class Cosmos3Pipeline:
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        fps: float = 24.0,
+        fps: float | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
         seed: int = 0,
@@ -206,43 +193,37 @@ class Cosmos3Pipeline:
 
         The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``
         video-to-video (clean latent frames ``condition_frames`` from the ``video_keep`` end of the clip),
-        otherwise text-to-video. Unset size/steps/guidance/schedule/shift take the framework defaults for the
-        mode and checkpoint (:meth:`defaults`). ``schedule`` is one of :data:`cosmos3.sampling.loop.SCHEDULES`.
+        otherwise text-to-video. Settings resolve through :func:`cosmos3.sampling.plan.resolve_sampling_plan`:
+        unset (``None``; 0 for steps/guidance/shift) size, fps, steps, guidance, schedule and shift take the
+        framework defaults for the mode and checkpoint (:meth:`defaults`); ``strict_sizes`` refuses sizes outside
+        the variant's trained envelope. ``schedule`` is one of :data:`cosmos3.sampling.schedulers.SCHEDULES`.
         ``callback(step, total, latents)`` runs after every step; an exception it raises stops generation.
         ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last.
         ``return_latents`` returns the normalised latents instead of decoding them.
         """
-        mode = self.mode_for(num_frames, image, video)
-        d = self.defaults(mode)
-        num_frames = d.num_frames if num_frames is None else num_frames
-        height = d.height if height is None else height
-        width = d.width if width is None else width
-        steps = d.steps if steps is None and d.sampler != "distilled_sde" else steps
-        guidance = d.guidance if guidance_scale is None else guidance_scale
-        if schedule is None:
-            schedule = "distilled" if d.sampler == "distilled_sde" else "native"
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
-        if shift is None and schedule in ("native", "euler", "diffusers"):
-            shift = d.shift if d.shift is not None else 3.0
-        check_generation_size(height, width, num_frames, fps, variant=self.variant, strict=strict_sizes)
-        if prompt_style == "diffusers" and use_system_prompt is None and self.info is not None:
-            use_system_prompt = self.info.default_use_system_prompt
+        info = self.info
+        plan = resolve_sampling_plan(
+            num_frames=num_frames, height=height, width=width, fps=fps, has_image=image is not None,
+            has_video=video is not None, variant=self.variant, kind=info.kind if info is not None else "base",
+            distilled=info.distilled if info is not None else False, steps=steps, guidance=guidance_scale,
+            shift=shift, schedule=schedule, guidance_interval=guidance_interval, strict=strict_sizes,
+        )
+        geometry = plan.geometry
+        if prompt_style == "diffusers" and use_system_prompt is None and info is not None:
+            use_system_prompt = info.default_use_system_prompt
 
         if guardrail is not None:
             guardrail.ensure_prompt_safe(prompt)
         encoded = self.encode_prompt(
-            prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps,
-            prompt_style=prompt_style, use_system_prompt=use_system_prompt, with_negative=guidance != 1.0,
-            offload_device=None,
+            prompt, negative_prompt, geometry=geometry, prompt_style=prompt_style,
+            use_system_prompt=use_system_prompt, with_negative=plan.guidance != 1.0, offload_device=None,
         )
         condition: ImageCondition | None = None
         if image is not None:
-            condition = encode_image_condition(self.vae, image, num_frames=num_frames, height=height, width=width)
+            condition = encode_image_condition(self.vae, image, geometry)
         elif video is not None:
             condition = encode_video_condition(
-                self.vae, video, num_frames=num_frames, height=height, width=width,
-                condition_frames=condition_frames, keep=video_keep,
+                self.vae, video, geometry, condition_frames=condition_frames, keep=video_keep,
             )
 
         step_callback = None
@@ -250,15 +231,10 @@ class Cosmos3Pipeline:
             def step_callback(info: StepInfo) -> None:
                 callback(info.index, info.total, info.latents)
 
-        info = self.info
         latents = sample(
-            self.transformer, encoded, num_frames=num_frames, height=height, width=width, fps=fps,
-            steps=steps, guidance_scale=guidance, seed=seed, schedule=schedule, shift=shift,
-            condition=condition, guidance_interval=guidance_interval,
-            scheduler_config=info.scheduler_config if info is not None else None,
-            native_flow_schedule=info.use_native_flow_schedule if info is not None else False,
-            distilled_sigmas=info.distilled_sigmas if info is not None else None,
-            callback=step_callback, cfg_batch=self.cfg_batch, step_cache=self.step_cache,
+            self.transformer, encoded, plan.build_sampler(info), guidance_scale=plan.guidance, seed=seed,
+            condition=condition, guidance_interval=plan.guidance_interval, callback=step_callback,
+            cfg_batch=self.cfg_batch, step_cache=self.step_cache,
         )
         if return_latents:
             return latents

@@ -27,9 +27,9 @@ from typing import Any
 from .geometry import (
     IMAGE_PRESETS,
     VIDEO_PRESETS,
+    Geometry,
     Size,
     SizeError,
-    check_structure,
     nearest_valid_frames,
     round_frames_up,
 )
@@ -136,20 +136,18 @@ def _tier_of(size: Size, tiers: tuple[str, ...], table: Mapping[str, Mapping[str
 
 
 def check_generation_size(
-    height: int,
-    width: int,
-    num_frames: int,
-    fps: float | None = None,
+    geometry: Geometry,
     *,
     variant: Variant | str = Variant.CUSTOM,
     allow_768: bool = False,
     strict: bool = True,
 ) -> str | None:
-    """Validate a request and return its resolution tier (``None`` for ``custom`` or ``strict=False``).
+    """Check ``geometry`` against the variant's trained envelope and return its resolution tier.
 
-    Structural rules always apply; the variant envelope only when ``strict``. Errors name the allowed values.
+    ``None`` for ``custom`` or ``strict=False`` (the structural rules were checked when ``geometry`` was
+    built). Errors name the allowed values; fps is checked for videos only.
     """
-    check_structure(height, width, num_frames)
+    height, width, num_frames, fps = geometry.height, geometry.width, geometry.frames, geometry.fps
     limits = variant_limits(variant, allow_768=allow_768)
     if limits is None or not strict:
         return None
@@ -177,8 +175,7 @@ def check_generation_size(
             f"num_frames {num_frames} is out of range for {name} at the {tier} tier: "
             f"use 4k+1 values from {first} to {last}"
         )
-    if fps is not None:
-        f_lo, f_hi = limits.fps_range
-        if not f_lo <= float(fps) <= f_hi:
-            raise SizeError(f"fps {fps} is out of range for {name}: allowed {f_lo} to {f_hi}")
+    f_lo, f_hi = limits.fps_range
+    if not f_lo <= fps <= f_hi:
+        raise SizeError(f"fps {fps:g} is out of range for {name}: allowed {f_lo} to {f_hi}")
     return tier

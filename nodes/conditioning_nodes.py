@@ -31,9 +31,9 @@ def encode_condition(vae_handle, image, *, width: int, height: int, frames: int)
     """:func:`cosmos3.sampling.conditioning.encode_image_condition` with the VAE loaded through ComfyUI."""
     from ..cosmos3.vae import tiling as vae_tiling
     from ..cosmos3.sampling.conditioning import encode_image_condition
-    from ..cosmos3.geometry import check_structure
+    from ..cosmos3.geometry import Geometry
 
-    check_structure(height, width, frames)
+    geometry = Geometry(frames, height, width)
     if frames < 2:
         raise ValueError(f"image conditioning needs a video: frames must be 4k+1 with k >= 1 (5, 9, …), got {frames}")
     picture = first_image(image)
@@ -47,8 +47,7 @@ def encode_condition(vae_handle, image, *, width: int, height: int, frames: int)
     need = vae_tiling.estimate_bytes(vae_handle.vae, "encode", height // 16, width // 16)
     _comfy.load_models([patcher], memory_required=need, force_full_load=True)
     try:
-        return encode_image_condition(vae_handle.vae, picture, num_frames=frames, height=height, width=width,
-                                      progress=progress)
+        return encode_image_condition(vae_handle.vae, picture, geometry, progress=progress)
     finally:
         _comfy.offload_models([patcher])
 

@@ -67,7 +67,7 @@ def check_size(width: int, height: int, frames: int) -> None:
 
 def empty_latent(width: int, height: int, frames: int, batch_size: int = 1) -> dict:
     check_size(width, height, frames)
-    c, t, h, w = _sizes().latent_shape(frames, height, width, channels=LATENT_CHANNELS)
+    c, t, h, w = _sizes().Geometry(frames, height, width).latent_shape(LATENT_CHANNELS)
     samples = torch.zeros((batch_size, c, t, h, w), dtype=torch.float32, device=_comfy.intermediate_device())
     return {"samples": samples}
 

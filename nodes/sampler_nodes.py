@@ -130,25 +130,26 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     text = _check_text(text)
     image_cond = _check_condition(image_cond)
     frames, height, width = latent_geometry(samples)
+    info = model.info
+    plan = plan_mod.resolve_sampling_plan(
+        num_frames=frames, height=height, width=width, fps=text.fps, has_image=image_cond is not None,
+        variant=model.variant, kind=info.kind, distilled=info.distilled, steps=plan_mod.unset_if_auto(steps),
+        guidance=plan_mod.unset_if_auto(cfg), shift=plan_mod.unset_if_auto(shift), schedule=schedule,
+        cfg_interval=cfg_interval,
+    )
     try:
-        text.check_matches(frames, height, width)
+        text.check_matches(plan.geometry)
     except ValueError as exc:
         raise ValueError(f"{exc} In ComfyUI: link the Text Encode's width, height and frames to the Empty "
                          "Latent's outputs.") from None
     attention = check_attention(attention)
     cache = _speed_options(model, step_cache=step_cache, step_cache_warmup=step_cache_warmup,
                            blocks_to_swap=blocks_to_swap)
-    info = model.info
-    plan = plan_mod.resolve_sampling_plan(
-        num_frames=frames, height=height, width=width, fps=text.fps, has_image=image_cond is not None,
-        variant=model.variant, kind=info.kind, distilled=info.distilled, steps=steps, guidance=cfg, shift=shift,
-        schedule=schedule, cfg_interval=cfg_interval,
-    )
     for warning in plan.warnings:
         log.warning("[Cosmos3 MoT] %s", warning)
     use_cfg = plan.guidance != 1.0
     need = plan_mod.estimate_sampling_bytes(
-        model.config, frames, height, width, max(text.cond.text_len, text.uncond.text_len if text.uncond else 0),
+        model.config, plan.geometry, max(text.cond.text_len, text.uncond.text_len if text.uncond else 0),
         model.dtype, guidance=use_cfg,
     )
     log.info("[Cosmos3 MoT] sampling %dx%d, %d frame(s): %s", width, height, frames, plan.describe())
@@ -183,12 +184,9 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     transformer.attention_backend = attention
     try:
         latents = sample(
-            transformer, text, num_frames=frames, height=height, width=width, steps=plan.steps,
-            guidance_scale=plan.guidance, seed=seed, schedule=plan.schedule, shift=plan.shift,
-            condition=image_cond, guidance_interval=plan.guidance_interval,
-            scheduler_config=info.scheduler_config, native_flow_schedule=info.use_native_flow_schedule,
-            distilled_sigmas=info.distilled_sigmas, callback=on_step, device=device, cfg_batch=cfg_batch,
-            step_cache=cache,
+            transformer, text, plan.build_sampler(info), guidance_scale=plan.guidance, seed=seed,
+            condition=image_cond, guidance_interval=plan.guidance_interval, callback=on_step, device=device,
+            cfg_batch=cfg_batch, step_cache=cache,
         )
     except SamplerConfigError as exc:
         raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None

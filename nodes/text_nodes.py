@@ -44,21 +44,20 @@ def _use_system_prompt(choice: str, style: str, model) -> bool | None:
 def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str = "framework",
                 use_system_prompt: str = "auto", width: int, height: int, frames: int, fps: float = DEFAULT_FPS):
     """Run the text tower (loaded through ComfyUI) once per prompt; the caches end on the intermediate device."""
-    from ..cosmos3.geometry import check_structure
+    from ..cosmos3.geometry import Geometry
     from ..cosmos3.text.encoding import encode_prompt
 
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"prompt_style must be one of {list(PROMPT_STYLES)}, got {prompt_style!r}")
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not MIN_FPS <= float(fps) <= MAX_FPS:
         raise ValueError(f"fps must be a number from {MIN_FPS:g} to {MAX_FPS:g}, got {fps!r}")
-    check_structure(height, width, frames)
+    geometry = Geometry(frames, height, width, float(fps))
     system = _use_system_prompt(use_system_prompt, prompt_style, model)
     negative = negative_prompt if negative_prompt and negative_prompt.strip() else None  # empty -> mode default
     _comfy.load_models([model.text_patcher])
     settle_on_device(model.text_patcher)
     encoded = encode_prompt(
-        model.transformer, model.tokenizer, prompt, negative, num_frames=frames, height=height, width=width,
-        fps=float(fps), prompt_style=prompt_style, use_system_prompt=system, with_negative=True,
+        model.transformer, model.tokenizer, prompt, negative, geometry=geometry, prompt_style=prompt_style, use_system_prompt=system, with_negative=True,
         offload_device=_comfy.intermediate_device(),
     )
     log.info(

@@ -290,6 +290,7 @@ def test_sampler_output_decodes_to_the_pipeline_result(m, model, comfy_stub):
 
 
 def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, installed, comfy_stub):
+    from cosmos3.geometry import Geometry
     from cosmos3.sampling.conditioning import encode_image_condition
     from cosmos3.vae.loading import load_vae
 
@@ -297,7 +298,7 @@ def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, in
     picture = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(1))
     cond = m.cond.ImageCondition().encode(vae, picture, W, H, F)[0]
     reference = encode_image_condition(load_vae(demo_checkpoint() / "vae", dtype=torch.float32), picture[0],
-                                       num_frames=F, height=H, width=W)
+                                       Geometry(F, H, W))
     assert cond.frames == (0,) and torch.equal(cond.latent, reference.latent)
     load = comfy_stub.load_calls[-1]
     assert load["models"] == [vae.patcher] and load["force_full_load"] and load["memory_required"] > 0

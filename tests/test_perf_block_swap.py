@@ -174,13 +174,15 @@ def test_cuda_side_stream_prefetch(folder, pin):  # pragma: no cover - GPU only
 
 
 def test_sampling_with_block_swap_matches_and_releases_the_prefetch(model):
+    from cosmos3.geometry import Geometry
     from cosmos3.sampling.loop import sample
+    from cosmos3.sampling.schedulers import build_sampler
     from cosmos3.text.encoding import EncodedPrompt
 
     prompt = EncodedPrompt(model.encode_text(torch.arange(3, 12)), model.encode_text(torch.arange(20, 25)),
-                           num_frames=5, height=32, width=32, fps=24.0, style="framework", cond_text="a", uncond_text="b")
-    kwargs = dict(num_frames=5, height=32, width=32, steps=2, guidance_scale=3.0, shift=3.0)
-    plain = sample(model, prompt, **kwargs)
+                           geometry=Geometry(5, 32, 32), style="framework", cond_text="a", uncond_text="b")
+    kwargs = dict(guidance_scale=3.0)
+    plain = sample(model, prompt, build_sampler("native", 2, 3.0), **kwargs)
     schedule = enable_block_swap(model, 3, mover=DeviceMover("cpu", copy=True), prefetch=1)
-    assert torch.equal(sample(model, prompt, **kwargs), plain)
+    assert torch.equal(sample(model, prompt, build_sampler("native", 2, 3.0), **kwargs), plain)
     assert not schedule._inflight  # the wrap-around prefetch was dropped for the VAE

@@ -8,7 +8,9 @@ from tiny_transformer import CONFIGS, build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
 from cosmos3.model.attention import register_attention_backend, attention
+from cosmos3.geometry import Geometry
 from cosmos3.sampling.loop import sample
+from cosmos3.sampling.schedulers import build_sampler
 from cosmos3.text.encoding import EncodedPrompt
 from cosmos3.model.transformer import BatchedTextKV
 
@@ -89,18 +91,18 @@ def test_batched_cache_validation(model):
 def test_sample_with_cfg_batch_matches_serial(model):
     cond = model.encode_text(_ids(model, 10, seed=3))
     uncond = model.encode_text(_ids(model, 6, seed=4))
-    prompt = EncodedPrompt(cond, uncond, num_frames=5, height=64, width=64, fps=24.0, style="framework",
+    prompt = EncodedPrompt(cond, uncond, geometry=Geometry(5, 64, 64), style="framework",
                            cond_text="a", uncond_text="b")
-    kwargs = dict(num_frames=5, height=64, width=64, steps=3, guidance_scale=4.0, seed=1, shift=3.0)
-    serial = sample(model, prompt, **kwargs)
-    batched = sample(model, prompt, cfg_batch=True, **kwargs)
+    kwargs = dict(guidance_scale=4.0, seed=1)
+    serial = sample(model, prompt, build_sampler("native", 3, 3.0), **kwargs)
+    batched = sample(model, prompt, build_sampler("native", 3, 3.0), cfg_batch=True, **kwargs)
     assert (batched - serial).abs().max().item() <= 1e-4
     # guidance 1 and steps outside the guidance interval fall back to the cond pass alone
     calls = []
     original = model.velocity_batch
     model.velocity_batch = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
-        sample(model, prompt, cfg_batch=True, guidance_interval=(0.0, 1.0), **kwargs)
+        sample(model, prompt, build_sampler("native", 3, 3.0), cfg_batch=True, guidance_interval=(0.0, 1.0), **kwargs)
     finally:
         del model.velocity_batch
     assert calls == []

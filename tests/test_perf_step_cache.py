@@ -8,7 +8,9 @@ from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
 from cosmos3.model.fp8 import error_stats
+from cosmos3.geometry import Geometry
 from cosmos3.sampling.loop import sample
+from cosmos3.sampling.schedulers import build_sampler
 from cosmos3.runtime.step_cache import StepCache
 from cosmos3.text.encoding import EncodedPrompt
 
@@ -20,19 +22,19 @@ def setup(tmp_path_factory):
     folder = save_folder(build_reference(tiny_config("qwen128"), seed=14), tmp_path_factory.mktemp("cache"))
     model = load_transformer(folder, dtype=torch.float32)
     ids = torch.arange(5, 25)
-    prompt = EncodedPrompt(model.encode_text(ids), model.encode_text(torch.arange(40, 47)), num_frames=5, height=64,
-                           width=64, fps=24.0, style="framework", cond_text="a", uncond_text="b")
+    prompt = EncodedPrompt(model.encode_text(ids), model.encode_text(torch.arange(40, 47)), geometry=Geometry(5, 64, 64),
+                           style="framework", cond_text="a", uncond_text="b")
     return model, prompt
 
 
-KW = dict(num_frames=5, height=64, width=64, steps=STEPS, guidance_scale=5.0, seed=3, shift=5.0)
+KW = dict(guidance_scale=5.0, seed=3)
 
 
 def test_threshold_zero_is_exact(setup):
     model, prompt = setup
-    plain = sample(model, prompt, **KW)
+    plain = sample(model, prompt, build_sampler("native", STEPS, 5.0), **KW)
     cache = StepCache(threshold=0.0, warmup_steps=0)
-    assert torch.equal(sample(model, prompt, step_cache=cache, **KW), plain)
+    assert torch.equal(sample(model, prompt, build_sampler("native", STEPS, 5.0), step_cache=cache, **KW), plain)
     assert cache.skipped_steps == [] and cache.computed_steps == STEPS
 
 
@@ -44,7 +46,7 @@ def test_skips_respect_warmup_final_and_max_consecutive(setup, cfg_batch):
     handle = layer0.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape))
     cache = StepCache(threshold=10.0, warmup_steps=3, final_steps=2, max_consecutive=2)
     try:
-        sample(model, prompt, step_cache=cache, cfg_batch=cfg_batch, **KW)
+        sample(model, prompt, build_sampler("native", STEPS, 5.0), step_cache=cache, cfg_batch=cfg_batch, **KW)
     finally:
         handle.remove()
     skipped = cache.skipped_steps
@@ -80,11 +82,11 @@ def test_a_skipped_step_adds_the_last_residual(setup):
 def test_quality_cost_is_measured_and_bounded(setup):
     """Final latents with the cache vs without (tiny random model, 12 steps, CFG 5)."""
     model, prompt = setup
-    plain = sample(model, prompt, **KW)
+    plain = sample(model, prompt, build_sampler("native", STEPS, 5.0), **KW)
     results = {}
     for threshold in (0.05, 0.2):
         cache = StepCache(threshold=threshold, warmup_steps=3)
-        cached = sample(model, prompt, step_cache=cache, **KW)
+        cached = sample(model, prompt, build_sampler("native", STEPS, 5.0), step_cache=cache, **KW)
         results[threshold] = (len(cache.skipped_steps), error_stats(plain, cached))
     few, strict = results[0.05]
     many, loose = results[0.2]

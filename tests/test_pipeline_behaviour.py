@@ -11,7 +11,8 @@ from cosmos3.sampling.conditioning import ImageCondition, encode_image_condition
 from cosmos3.demo import build_demo_checkpoint
 from cosmos3.pipeline import Cosmos3Pipeline
 from cosmos3.sampling.loop import sample
-from cosmos3.sampling.schedulers import SamplerConfigError
+from cosmos3.geometry import Geometry
+from cosmos3.sampling.schedulers import SamplerConfigError, make_sampler
 from cosmos3.text.tokenizer import TokenizerError
 from cosmos3.files.safetensors import CheckpointError
 
@@ -43,7 +44,7 @@ def test_modes_shapes_and_seed_reproducibility(pipe):
 def test_i2v_keeps_the_clean_first_latent(pipe):
     picture = torch.rand(40, 56, 3)
     latents = pipe.generate("a dog", image=picture, num_frames=9, height=32, width=48, return_latents=True, **FAST)
-    cond = encode_image_condition(pipe.vae, picture, num_frames=9, height=32, width=48)
+    cond = encode_image_condition(pipe.vae, picture, Geometry(9, 32, 48))
     assert torch.equal(latents[:, :, 0], cond.latent[:, :, 0])
 
 
@@ -126,19 +127,18 @@ def test_prompt_too_long_is_rejected(pipe):
 
 
 def test_sampling_a_different_size_than_encoded_is_an_error(pipe):
-    encoded = pipe.encode_prompt("a cat", None, num_frames=5, height=32, width=32)
+    encoded = pipe.encode_prompt("a cat", None, geometry=Geometry(5, 32, 32))
     with pytest.raises(ValueError, match="encoded for a different video"):
-        sample(pipe.transformer, encoded, num_frames=9, height=32, width=32, steps=2, guidance_scale=2.0, shift=3.0)
+        encoded.check_matches(Geometry(9, 32, 32))
     with pytest.raises(ValueError, match="encoded for a different video"):
-        sample(pipe.transformer, encoded, num_frames=5, height=48, width=32, steps=2, guidance_scale=2.0, shift=3.0)
+        encoded.check_matches(Geometry(5, 48, 32))
 
 
 def test_condition_for_another_size_is_an_error(pipe):
-    encoded = pipe.encode_prompt("a cat", None, num_frames=5, height=32, width=32)
-    cond = ImageCondition(torch.zeros(1, 48, 1, 3, 3), (0,), 5, 48, 48)
+    encoded = pipe.encode_prompt("a cat", None, geometry=Geometry(5, 32, 32))
+    cond = ImageCondition(torch.zeros(1, 48, 1, 3, 3), (0,), Geometry(5, 48, 48))
     with pytest.raises(ValueError, match="prepared for 48x48"):
-        sample(pipe.transformer, encoded, num_frames=5, height=32, width=32, steps=2, guidance_scale=2.0,
-               shift=3.0, condition=cond)
+        sample(pipe.transformer, encoded, make_sampler("flow_unipc", 2, shift=3.0), guidance_scale=2.0, condition=cond)
 
 
 def test_image_preprocessing_covers_and_centre_crops():

@@ -8,6 +8,7 @@ import types
 import pytest
 import torch
 
+from cosmos3.geometry import Geometry, SizeError
 from cosmos3.text.prompting import DEFAULT_VIDEO_NEGATIVE, PromptError, default_video_negative_prompt, format_prompts
 from cosmos3.text.tokenizer import (
     PromptTokenizer,
@@ -24,8 +25,13 @@ from tiny_tokenizer import (  # noqa: F401  (fixture)
     qwen_checkpoint_dir,
 )
 
-VIDEO = dict(num_frames=189, height=720, width=1280, fps=24)
-IMAGE = dict(num_frames=1, height=960, width=960, fps=24)
+VIDEO = dict(geometry=Geometry(189, 720, 1280, 24))
+IMAGE = dict(geometry=Geometry(1, 960, 960, 24))
+
+
+def geo(shape: dict) -> Geometry:
+    """The Geometry of a diffusers-style keyword dict (num_frames, height, width, fps)."""
+    return Geometry(shape["num_frames"], shape["height"], shape["width"], shape["fps"])
 VIDEO_META = "The video is 7.9 seconds long and is of 24 FPS. This video is of 720x1280 resolution."
 
 
@@ -60,7 +66,7 @@ def test_framework_image_prose_and_default_negative():
 
 
 def test_framework_other_fps_rounds_duration():
-    f = format_prompts("x", "", num_frames=121, height=480, width=832, fps=16)
+    f = format_prompts("x", "", geometry=Geometry(121, 480, 832, 16))
     assert f.text == "x. The video is 7.6 seconds long and is of 16 FPS. This video is of 480x832 resolution."
 
 
@@ -73,7 +79,7 @@ def test_framework_json_video_injection_order_and_values():
         '{"subjects": [], "duration": "7s", "caption": "a boat", "fps": 24.0, '
         '"resolution": {"H": 720, "W": 1280}, "aspect_ratio": "16,9"}'
     )
-    g = format_prompts('{"caption": "a boat"}', "", num_frames=121, height=480, width=832, fps=16)
+    g = format_prompts('{"caption": "a boat"}', "", geometry=Geometry(121, 480, 832, 16))
     assert g.text == '{"caption": "a boat", "duration": "7s", "fps": 16.0, "resolution": {"H": 480, "W": 832}, "aspect_ratio": "16,9"}'
 
 
@@ -183,7 +189,7 @@ DIFFUSERS_SHAPES = [
 def test_diffusers_style_matches_pipeline_token_ids(diffusers_stub, tok, shape, negative, system):
     for prompt in DIFFUSERS_PROMPTS:
         ref_c, ref_u = diffusers_stub.tokenize_prompt(prompt, negative, use_system_prompt=system, **shape)
-        ours = tokenize_prompts(tok, prompt, negative, style="diffusers", use_system_prompt=system, **shape)
+        ours = tokenize_prompts(tok, prompt, negative, geometry=geo(shape), style="diffusers", use_system_prompt=system)
         assert ours.cond_ids == list(ref_c), prompt
         assert ours.uncond_ids == list(ref_u), prompt
         assert (ours.system_prompt is not None) == (system is not False)
@@ -193,7 +199,7 @@ def test_diffusers_style_template_switches(diffusers_stub, tok):
     for kwargs in (dict(add_resolution_template=False), dict(add_duration_template=False)):
         ref = diffusers_stub.tokenize_prompt("p.", "n", num_frames=189, height=720, width=1280, fps=24.0, **kwargs)
         ours = tokenize_prompts(
-            tok, "p.", "n", num_frames=189, height=720, width=1280, fps=24.0, style="diffusers",
+            tok, "p.", "n", geometry=Geometry(189, 720, 1280, 24.0), style="diffusers",
             add_resolution=kwargs.get("add_resolution_template", True),
             add_duration=kwargs.get("add_duration_template", True),
         )
@@ -229,8 +235,8 @@ def test_formatting_argument_errors():
         format_prompts("p", negative_metadata="opposite", **VIDEO)
     with pytest.raises(PromptError, match="only supports negative_metadata 'inverse'"):
         format_prompts("p", style="diffusers", negative_metadata="same", **VIDEO)
-    with pytest.raises(PromptError, match="fps"):
-        format_prompts("p", num_frames=189, height=720, width=1280, fps=0)
+    with pytest.raises(SizeError, match="fps"):
+        format_prompts("p", geometry=Geometry(189, 720, 1280, 0))
 
 
 def test_tokenizer_loading_errors(tmp_path, qwen_checkpoint_dir):  # noqa: F811

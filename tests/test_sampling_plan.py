@@ -9,7 +9,15 @@ import torch
 
 from cosmos3.model.config import TransformerConfig
 from cosmos3.vae.latent_stats import LatentStats, LatentStatsError, denormalize, normalize
-from cosmos3.sampling.plan import AUTO, SCHEDULE_CHOICES, estimate_sampling_bytes, mode_for, resolve_sampling_plan
+from cosmos3.geometry import Geometry
+from cosmos3.sampling.plan import (
+    AUTO,
+    SCHEDULE_CHOICES,
+    estimate_sampling_bytes,
+    mode_for,
+    resolve_sampling_plan,
+    unset_if_auto,
+)
 from cosmos3.defaults import T2I_GUIDANCE_INTERVAL, Mode
 
 
@@ -38,17 +46,20 @@ def test_explicit_values_win_and_are_checked():
     assert (p.steps, p.guidance, p.shift, p.schedule, p.chosen) == (20, 1.0, 5.0, "euler", ())
     assert p.guidance_interval == T2I_GUIDANCE_INTERVAL and "400" in p.describe()
     assert plan(schedule="checkpoint").shift is None
-    with pytest.raises(ValueError, match="fixed sigmas: set shift to 0"):
+    with pytest.raises(ValueError, match="fixed sigmas: set shift to 0 or leave it unset"):
         plan(schedule="distilled", shift=3.0)
-    with pytest.raises(ValueError, match="schedule must be one of auto, native"):
+    with pytest.raises(ValueError, match="unknown schedule 'karras'; allowed: auto, native"):
         plan(schedule="karras")
-    with pytest.raises(ValueError, match="steps must be 0"):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
         plan(steps=-1)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        plan(steps=0)  # the library's "unset" is None; only widgets use AUTO (0), mapped by unset_if_auto
     with pytest.raises(ValueError, match="needs a video"):
         mode_for(1, True)
     with pytest.raises(ValueError, match="supports only: text2image"):
         plan(variant="super", kind="text2image")
     assert SCHEDULE_CHOICES[0] == "auto" and AUTO == 0
+    assert [unset_if_auto(v) for v in (0, 0.0, None, 3, 2.5)] == [None, None, None, 3, 2.5]
 
 
 def test_outside_the_envelope_is_a_warning():
@@ -59,10 +70,10 @@ def test_outside_the_envelope_is_a_warning():
 
 def test_memory_estimate_scales_with_tokens():
     nano = TransformerConfig()
-    small = estimate_sampling_bytes(nano, 121, 480, 832, 300, torch.bfloat16)
-    large = estimate_sampling_bytes(nano, 189, 720, 1280, 300, torch.bfloat16)
+    small = estimate_sampling_bytes(nano, Geometry(121, 480, 832), 300, torch.bfloat16)
+    large = estimate_sampling_bytes(nano, Geometry(189, 720, 1280), 300, torch.bfloat16)
     assert 0.5e9 < small < 4e9 and large > 3 * small
-    assert estimate_sampling_bytes(nano, 121, 480, 832, 300, torch.bfloat16, guidance=False) < small
+    assert estimate_sampling_bytes(nano, Geometry(121, 480, 832), 300, torch.bfloat16, guidance=False) < small
 
 
 def test_latent_stats_match_the_vae_maths(tmp_path):

@@ -9,21 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos3.sampling.schedulers import (
-    DISTILLED_SIGMAS,
-    DistilledSDESampler,
-    FlowEulerSampler,
-    FlowUniPCSampler,
-    SamplerConfigError,
-    cfg_combine,
-    draw_noise,
-    guidance_active,
-    make_sampler,
-    native_base_sigmas,
-    read_scheduler_config,
-    reanchor,
-    sampler_from_scheduler_config,
-)
+from cosmos3.sampling.loop import cfg_combine, guidance_active, reanchor
+from cosmos3.sampling.samplers import DistilledSDESampler, FlowEulerSampler, FlowUniPCSampler, draw_noise
+from cosmos3.sampling.schedulers import make_sampler, read_scheduler_config, sampler_from_scheduler_config
+from cosmos3.sampling.sigmas import DISTILLED_SIGMAS, SamplerConfigError, native_base_sigmas
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler  # noqa: E402

@@ -12,9 +12,8 @@ from cosmos3.geometry import (
     VIDEO_PRESETS,
     Size,
     SizeError,
-    check_structure,
+    Geometry,
     detect_aspect_ratio,
-    latent_shape,
     nearest_valid_frames,
     nearest_valid_sizes,
     preset_size,
@@ -57,16 +56,16 @@ def test_size_rounding():
 
 def test_structure_errors_name_nearest_values():
     with pytest.raises(SizeError, match="height 721 is not a multiple of 16; nearest valid values: 720 or 736"):
-        check_structure(721, 1280, 189)
+        Geometry(189, 721, 1280)
     with pytest.raises(SizeError, match="width 1000 .* 992 or 1008"):
-        check_structure(720, 1000, 189)
+        Geometry(189, 720, 1000)
     with pytest.raises(SizeError, match="num_frames 190 is not of the form 4k\\+1.*189 or 193"):
-        check_structure(720, 1280, 190)
+        Geometry(190, 720, 1280)
     with pytest.raises(SizeError, match="positive integer"):
-        check_structure(720, 1280, 0)
-    check_structure(720, 1280, 1)
-    assert latent_shape(189, 720, 1280) == (48, 48, 45, 80)
-    assert latent_shape(1, 960, 960) == (48, 1, 60, 60)
+        Geometry(0, 720, 1280)
+    Geometry(1, 720, 1280)
+    assert Geometry(189, 720, 1280).latent_shape() == (48, 48, 45, 80)
+    assert Geometry(1, 960, 960).latent_shape() == (48, 1, 60, 60)
 
 
 def test_presets_match_the_framework_tables():
@@ -83,7 +82,7 @@ def test_presets_match_the_framework_tables():
     for table in (VIDEO_PRESETS, IMAGE_PRESETS):
         for row in table.values():
             for size in row.values():
-                check_structure(size.height, size.width, 1)
+                Geometry(1, size.height, size.width)
     assert set(presets_for("edge")) == {"256", "480"}
     assert set(presets_for("nano", image=True, allow_768=True)) == {"256", "480", "704", "720", "768"}
 
@@ -110,33 +109,33 @@ def test_variant_detection():
 
 
 def test_generation_size_envelopes():
-    assert check_generation_size(720, 1280, 189, 24, variant="nano") == "720"
-    assert check_generation_size(960, 960, 1, variant="super") == "720"
-    assert check_generation_size(480, 832, 121, 24, variant="edge") == "480"
-    assert check_generation_size(192, 320, 393, 24, variant="nano") == "256"
-    assert check_generation_size(480, 848, 121, 24, variant="nano") == "704"  # custom size: next tier that covers it
-    assert check_generation_size(1024, 1024, 1, variant="super", allow_768=True) == "768"
+    assert check_generation_size(Geometry(189, 720, 1280, 24), variant="nano") == "720"
+    assert check_generation_size(Geometry(1, 960, 960), variant="super") == "720"
+    assert check_generation_size(Geometry(121, 480, 832, 24), variant="edge") == "480"
+    assert check_generation_size(Geometry(393, 192, 320, 24), variant="nano") == "256"
+    assert check_generation_size(Geometry(121, 480, 848, 24), variant="nano") == "704"  # custom size: next tier that covers it
+    assert check_generation_size(Geometry(1, 1024, 1024), variant="super", allow_768=True) == "768"
     with pytest.raises(SizeError, match="larger than Cosmos3-Edge supports for video: allowed tiers 256, 480"):
-        check_generation_size(720, 1280, 121, variant="edge")
+        check_generation_size(Geometry(121, 720, 1280), variant="edge")
     with pytest.raises(SizeError, match="allowed tiers 256, 480, 704, 720 "):
-        check_generation_size(1024, 1024, 1, variant="nano")
+        check_generation_size(Geometry(1, 1024, 1024), variant="nano")
     with pytest.raises(SizeError, match="Cosmos3-Edge at the 480 tier: use 4k\\+1 values from 53 to 149"):
-        check_generation_size(480, 832, 189, variant="edge")
+        check_generation_size(Geometry(189, 480, 832), variant="edge")
     with pytest.raises(SizeError, match="Cosmos3-Nano at the 480 tier: use 4k\\+1 values from 25 to 297"):
-        check_generation_size(480, 832, 301, variant="nano")
+        check_generation_size(Geometry(301, 480, 832), variant="nano")
     with pytest.raises(SizeError, match="from 25 to 197"):
-        check_generation_size(720, 1280, 201, variant="super")
+        check_generation_size(Geometry(201, 720, 1280), variant="super")
     with pytest.raises(SizeError, match="from 25 to"):
-        check_generation_size(720, 1280, 21, variant="nano")
+        check_generation_size(Geometry(21, 720, 1280), variant="nano")
     with pytest.raises(SizeError, match="fps 60 is out of range for Cosmos3-Nano: allowed 10 to 30"):
-        check_generation_size(720, 1280, 189, 60, variant="nano")
+        check_generation_size(Geometry(189, 720, 1280, 60), variant="nano")
     with pytest.raises(SizeError, match="allowed 12 to 30"):
-        check_generation_size(480, 832, 121, 10, variant="edge")
+        check_generation_size(Geometry(121, 480, 832, 10), variant="edge")
     # structural rules still apply to custom / non-strict; envelopes do not
-    assert check_generation_size(64, 96, 9, 5, variant="custom") is None
-    assert check_generation_size(720, 1280, 121, 60, variant="edge", strict=False) is None
+    assert check_generation_size(Geometry(9, 64, 96, 5), variant="custom") is None
+    assert check_generation_size(Geometry(121, 720, 1280, 60), variant="edge", strict=False) is None
     with pytest.raises(SizeError, match="multiple of 16"):
-        check_generation_size(65, 96, 9, variant="custom")
+        check_generation_size(Geometry(9, 65, 96), variant="custom")
 
 
 def test_defaults_table():
@@ -172,7 +171,7 @@ def test_every_default_is_valid_and_samplable(variant, checkpoint, mode):
         d = generation_defaults(mode, variant, checkpoint)
     except SizeError:
         return
-    tier = check_generation_size(d.height, d.width, d.num_frames, d.fps, variant=variant, allow_768=d.tier == "768")
+    tier = check_generation_size(Geometry(d.num_frames, d.height, d.width, d.fps), variant=variant, allow_768=d.tier == "768")
     assert tier == d.tier
     sampler = make_sampler(d.sampler, d.steps, shift=d.shift)
     assert sampler.num_steps == d.steps

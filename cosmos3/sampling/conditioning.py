@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry import check_structure, latent_frames
+from ..geometry import Geometry
 
 VIDEO_KEEP = ("first", "last")
 
@@ -28,14 +28,24 @@ class ImageCondition:
 
     ``latent``: normalised latents ``[1, 48, Tc, h, w]`` float32 on the CPU, holding latent frames
     ``0 .. Tc-1``; ``frames``: the latent frame indices that are conditioned (``(0,)`` for I2V).
-    ``num_frames``/``height``/``width``: the pixel size it was prepared for (checked by the sampler).
+    ``geometry``: the clip it was prepared for (checked by the sampler).
     """
 
     latent: torch.Tensor
     frames: tuple[int, ...]
-    num_frames: int
-    height: int
-    width: int
+    geometry: Geometry
+
+    @property
+    def num_frames(self) -> int:
+        return self.geometry.frames
+
+    @property
+    def height(self) -> int:
+        return self.geometry.height
+
+    @property
+    def width(self) -> int:
+        return self.geometry.width
 
     def mask(self, latent_t: int) -> torch.Tensor:
         """``[1, 1, latent_t, 1, 1]`` float32 mask, 1 at conditioned frames."""
@@ -50,17 +60,17 @@ class ImageCondition:
         out[:, :, list(self.frames)] = self.latent[:, :, list(self.frames)].float()
         return out
 
-    def check_matches(self, num_frames: int, height: int, width: int) -> None:
-        """Raise ``ValueError`` if this condition was prepared for another size."""
-        if (self.height, self.width) != (height, width):
+    def check_matches(self, geometry: Geometry) -> None:
+        """Raise ``ValueError`` if this condition was prepared for another size or does not fit the clip."""
+        if self.geometry.size != geometry.size:
             raise ValueError(
                 f"the image condition was prepared for {self.width}x{self.height} but sampling is "
-                f"{width}x{height}; prepare it with the sampler's size"
+                f"{geometry.width}x{geometry.height}; prepare it with the sampler's size"
             )
-        if max(self.frames) >= latent_frames(num_frames):
+        if max(self.frames) >= geometry.latent_frames:
             raise ValueError(
-                f"the condition covers latent frames {list(self.frames)} but {num_frames} frames have only "
-                f"{latent_frames(num_frames)} latent frames"
+                f"the condition covers latent frames {list(self.frames)} but {geometry.frames} frames have only "
+                f"{geometry.latent_frames} latent frames"
             )
 
 
@@ -120,25 +130,20 @@ def _encode_normalized(vae: Any, pixels: torch.Tensor, progress: Any = None) -> 
     return vae.normalize(raw).float().cpu()
 
 
-def encode_image_condition(
-    vae: Any, image: Any, *, num_frames: int, height: int, width: int, progress: Any = None
-) -> ImageCondition:
+def encode_image_condition(vae: Any, image: Any, geometry: Geometry, *, progress: Any = None) -> ImageCondition:
     """I2V: preprocess ``image``, VAE-encode it as one frame and return latent frame 0 as the condition."""
-    check_structure(height, width, num_frames)
-    if num_frames < 2:
+    if geometry.is_image:
         raise ValueError("image conditioning needs a video (num_frames > 1); for one frame use text-to-image")
-    pixels = preprocess_image(image, height, width).unsqueeze(2)  # [1, 3, 1, H, W]
+    pixels = preprocess_image(image, geometry.height, geometry.width).unsqueeze(2)  # [1, 3, 1, H, W]
     latent = _encode_normalized(vae, pixels, progress)
-    return ImageCondition(latent=latent, frames=(0,), num_frames=num_frames, height=height, width=width)
+    return ImageCondition(latent=latent, frames=(0,), geometry=geometry)
 
 
 def encode_video_condition(
     vae: Any,
     frames: Sequence[Any] | torch.Tensor,
+    geometry: Geometry,
     *,
-    num_frames: int,
-    height: int,
-    width: int,
     condition_frames: Sequence[int] = (0, 1),
     keep: str = "first",
     progress: Any = None,
@@ -148,15 +153,14 @@ def encode_video_condition(
     ``frames``: a sequence of images (any :func:`image_to_tensor` form) or a tensor ``[N, H, W, 3]``
     (ComfyUI IMAGE). A clip shorter than needed is padded with its last frame.
     """
-    check_structure(height, width, num_frames)
     if keep not in VIDEO_KEEP:
         raise ValueError(f"keep must be one of {VIDEO_KEEP}, got {keep!r}")
     indexes = tuple(sorted({int(i) for i in condition_frames}))
-    total_latent = latent_frames(num_frames)
+    total_latent = geometry.latent_frames
     if not indexes or indexes[0] < 0 or indexes[-1] >= total_latent:
         raise ValueError(
             f"condition_frames {list(condition_frames)} must be latent frame indices in [0, {total_latent - 1}] "
-            f"for {num_frames} frames"
+            f"for {geometry.frames} frames"
         )
     clip = list(frames) if not isinstance(frames, torch.Tensor) else list(frames.unbind(0))
     if not clip:
@@ -164,6 +168,6 @@ def encode_video_condition(
     needed = 4 * indexes[-1] + 1
     clip = clip[:needed] if keep == "first" else clip[-needed:]
     clip = clip + [clip[-1]] * (needed - len(clip))
-    pixels = torch.stack([preprocess_image(f, height, width)[0] for f in clip], dim=1).unsqueeze(0)
+    pixels = torch.stack([preprocess_image(f, geometry.height, geometry.width)[0] for f in clip], dim=1).unsqueeze(0)
     latent = _encode_normalized(vae, pixels, progress)
-    return ImageCondition(latent=latent, frames=indexes, num_frames=num_frames, height=height, width=width)
+    return ImageCondition(latent=latent, frames=indexes, geometry=geometry)

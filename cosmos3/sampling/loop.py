@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from ..geometry import check_structure, latent_shape
+from ..geometry import Geometry
 from ..model.transformer import BatchedTextKV, Cosmos3Transformer
 from ..runtime.step_cache import StepCache
 from ..text.encoding import EncodedPrompt
 from .conditioning import ImageCondition
-from .schedulers import (
-    FlowSampler,
-    SamplerConfigError,
-    cfg_combine,
-    draw_noise,
-    guidance_active,
-    make_sampler,
-    read_scheduler_config,
-    reanchor,
-    sampler_from_scheduler_config,
-)
+from .samplers import FlowSampler, draw_noise
 
-SCHEDULES = ("native", "euler", "diffusers", "checkpoint", "distilled")
-SCHEDULE_HELP = {
-    "native": "flow UniPC (bh2, order 2) on the framework's native sigma grid with shift (default)",
-    "euler": "flow Euler on the native grid with shift",
-    "diffusers": "flow UniPC on diffusers' default flow grid with shift (karras off)",
-    "checkpoint": "the checkpoint's scheduler_config.json as shipped (Karras sigmas: shift has no effect)",
-    "distilled": "the 4-step FlowMatch SDE of *-4Step checkpoints (fixed sigmas, guidance 1)",
-}
 MAX_GUIDANCE = 100.0
 
 
@@ -52,41 +33,29 @@ class StepInfo:
     denoised: torch.Tensor
 
 
-def build_sampler(
-    schedule: str,
-    steps: int | None,
-    shift: float | None,
-    *,
-    scheduler_config: Mapping[str, Any] | str | None = None,
-    native_flow_schedule: bool = False,
-    distilled_sigmas: Sequence[float] | None = None,
-    state_dtype: torch.dtype = torch.float32,
-) -> FlowSampler:
-    """Sampler for a schedule name (see :data:`SCHEDULE_HELP`)."""
-    if schedule == "native":
-        return make_sampler("flow_unipc", steps, shift=shift, grid="native", state_dtype=state_dtype)
-    if schedule == "euler":
-        return make_sampler("flow_euler", steps, shift=shift, grid="native", state_dtype=state_dtype)
-    if schedule == "diffusers":
-        return make_sampler("flow_unipc", steps, shift=shift, grid="diffusers", state_dtype=state_dtype)
-    if schedule == "checkpoint":
-        if scheduler_config is None:
-            raise SamplerConfigError("schedule 'checkpoint' needs the checkpoint's scheduler/scheduler_config.json")
-        config = read_scheduler_config(scheduler_config)
-        if shift is not None and config.get("use_karras_sigmas", False):
-            raise SamplerConfigError(
-                "schedule 'checkpoint' uses the shipped Karras sigmas, where shift has no effect; "
-                "leave shift empty or use schedule 'native'"
-            )
-        overrides = {"flow_shift": float(shift)} if shift is not None else None
-        return sampler_from_scheduler_config(
-            config, steps, native_flow_schedule=native_flow_schedule, overrides=overrides, state_dtype=state_dtype
-        )
-    if schedule == "distilled":
-        if shift is not None:
-            raise SamplerConfigError("schedule 'distilled' has fixed sigmas; shift must be empty")
-        return make_sampler("distilled_sde", steps, sigmas=distilled_sigmas, state_dtype=state_dtype)
-    raise SamplerConfigError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+def reanchor(sample: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Put the clean conditioning latents back: ``mask·reference + (1 − mask)·sample`` (mask 1 = conditioned)."""
+    mask = mask.to(device=sample.device, dtype=sample.dtype)
+    return mask * reference.to(device=sample.device, dtype=sample.dtype) + (1.0 - mask) * sample
+
+
+def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance in the canonical order ``u + g·(c − u)`` (other rewrites round differently)."""
+    return v_uncond + guidance * (v_cond - v_uncond)
+
+
+def guidance_active(timestep: float | int | torch.Tensor, interval: Sequence[float] | None) -> bool:
+    """Whether CFG applies at ``timestep`` (0..1000 scale) given an optional ``(low, high)`` interval.
+
+    Follows the framework: strictly inside, ``low < t < high``. ``None`` means always.
+    """
+    if interval is None:
+        return True
+    if len(interval) != 2:
+        raise ValueError(f"guidance interval must be (low, high), got {interval!r}")
+    t = float(timestep.item() if isinstance(timestep, torch.Tensor) else timestep)
+    return float(interval[0]) < t < float(interval[1])
+
 
 
 def _check_guidance(guidance_scale: float) -> float:
@@ -104,34 +73,24 @@ def _check_seed(seed: int) -> int:
 
 
 def initial_noise(
-    seed: int, num_frames: int, height: int, width: int, channels: int = 48, dtype: torch.dtype = torch.float32
+    seed: int, geometry: Geometry, channels: int = 48, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """``randn`` of shape ``(1, C, T', H/16, W/16)`` from a CPU generator seeded with ``seed`` (as diffusers draws it)."""
     generator = torch.Generator("cpu").manual_seed(_check_seed(seed))
-    return draw_noise((1, *latent_shape(num_frames, height, width, channels)), generator, "cpu", dtype)
+    return draw_noise((1, *geometry.latent_shape(channels)), generator, "cpu", dtype)
 
 
 @torch.no_grad()
 def sample(
     transformer: Cosmos3Transformer,
     prompt: EncodedPrompt,
+    sampler: FlowSampler,
     *,
-    num_frames: int,
-    height: int,
-    width: int,
-    steps: int | None,
     guidance_scale: float,
     seed: int = 0,
-    fps: float | None = None,
-    schedule: str = "native",
-    shift: float | None = None,
     condition: ImageCondition | None = None,
     guidance_interval: Sequence[float] | None = None,
-    scheduler_config: Mapping[str, Any] | str | None = None,
-    native_flow_schedule: bool = False,
-    distilled_sigmas: Sequence[float] | None = None,
     reanchor_condition: bool = True,
-    state_dtype: torch.dtype = torch.float32,
     noise: torch.Tensor | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     device: torch.device | str | None = None,
@@ -140,33 +99,33 @@ def sample(
 ) -> torch.Tensor:
     """Denoise from seeded noise; returns normalised latents ``[1, 48, T', H/16, W/16]`` float32 on the CPU.
 
-    Each step runs the generation tower against ``prompt``'s cached text K/V: once with ``prompt.cond``
-    and, when guidance is active (``guidance_scale != 1`` and the timestep inside ``guidance_interval``),
-    once with ``prompt.uncond``; then ``v = u + g (c - u)`` and one sampler step. Conditioned frames
-    (``condition``) get zero velocity and are re-anchored to their clean value after each step.
-    ``callback(StepInfo)`` runs after every step; an exception it raises stops sampling and propagates.
+    The clip's frames, size and fps are those ``prompt`` was encoded for (``prompt.geometry``); ``sampler``
+    (:func:`cosmos3.sampling.schedulers.build_sampler`, or :meth:`SamplingPlan.build_sampler`) gives the sigmas,
+    the update rule and the state dtype. Each step runs the generation tower against ``prompt``'s cached text
+    K/V: once with ``prompt.cond`` and, when guidance is active (``guidance_scale != 1`` and the timestep
+    inside ``guidance_interval``), once with ``prompt.uncond``; then ``v = u + g (c - u)`` and one sampler
+    step. Conditioned frames (``condition``) get zero velocity and are re-anchored to their clean value after
+    each step. ``callback(StepInfo)`` runs after every step; an exception it raises stops sampling.
 
     ``cfg_batch=True`` runs cond and uncond as one batch of two through the generation tower (prompts of
     different lengths are padded and masked); equal to the serial passes up to floating-point reassociation.
-    ``step_cache`` (:class:`~cosmos3.runtime.step_cache.StepCache`) lets steps whose input barely changed reuse the
-    previous generation-tower residual (approximate; off by default).
+    ``step_cache`` (:class:`~cosmos3.runtime.step_cache.StepCache`) lets steps whose input barely changed reuse
+    the previous generation-tower residual (approximate; off by default).
     """
-    check_structure(height, width, num_frames)
-    fps = prompt.fps if fps is None else float(fps)
-    prompt.check_matches(num_frames, height, width, fps)
+    if not isinstance(sampler, FlowSampler):
+        raise TypeError(f"sampler must be a FlowSampler (see cosmos3.sampling.schedulers), got {type(sampler).__name__}")
+    geometry = prompt.geometry
+    fps = geometry.fps
     guidance = _check_guidance(guidance_scale)
     use_cfg = guidance != 1.0
     if use_cfg and prompt.uncond is None:
         raise ValueError(f"guidance_scale {guidance:g} needs the negative prompt's cache; encode with_negative=True")
     if condition is not None:
-        condition.check_matches(num_frames, height, width)
-    sampler = build_sampler(
-        schedule, steps, shift, scheduler_config=scheduler_config, native_flow_schedule=native_flow_schedule,
-        distilled_sigmas=distilled_sigmas, state_dtype=state_dtype,
-    )
+        condition.check_matches(geometry)
+    state_dtype = sampler.state_dtype
 
     device = torch.device(device) if device is not None else transformer.gen_tower.proj_in.weight.device
-    shape = (1, *latent_shape(num_frames, height, width, transformer.config.latent_channel))
+    shape = (1, *geometry.latent_shape(transformer.config.latent_channel))
     generator = torch.Generator("cpu").manual_seed(_check_seed(seed))
     if noise is None:
         noise = draw_noise(shape, generator, device, torch.float32)

@@ -1,15 +1,16 @@
-"""Turn "auto" sampling settings into concrete ones, and estimate a sampling run's activation memory.
+"""One place that turns a request's unset settings into concrete ones, and a sampling run's memory estimate.
 
-Front ends (the ComfyUI sampler node) cannot know a run's mode when their widgets are drawn: one sampler
-serves text-to-video, image-to-video and text-to-image, on base and distilled checkpoints. They pass
-:data:`AUTO` (0 for steps / guidance / shift, ``"auto"`` for the schedule) and :func:`resolve_sampling_plan`
-fills in the framework defaults of :func:`cosmos3.defaults.generation_defaults` for the mode, variant and
-checkpoint kind. Explicit values always win.
+Every front end (:class:`cosmos3.pipeline.Cosmos3Pipeline` and so the CLI, and the ComfyUI sampler node) asks
+:func:`resolve_sampling_plan`. Unset values (``None``, or ``"auto"`` for the schedule) take the framework
+defaults of :func:`cosmos3.defaults.generation_defaults` for the mode, variant and checkpoint kind; explicit
+values win and are range-checked where they are used (the sampler, the loop). Widgets that cannot hold ``None``
+use :data:`AUTO` (0) for steps / guidance / shift and map it to ``None`` (:func:`unset_if_auto`).
+The plan carries the :class:`~cosmos3.geometry.Geometry` and builds the sampler (:meth:`SamplingPlan.build_sampler`).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -21,16 +22,19 @@ from ..defaults import (
     Mode,
     generation_defaults,
 )
-from ..geometry import SizeError, latent_shape
+from ..files.checkpoint import CheckpointInfo
+from ..geometry import Geometry, SizeError
 from ..model.config import TransformerConfig
 from ..variants import Variant, check_generation_size
-from .loop import SCHEDULES
+from .samplers import FlowSampler
+from .schedulers import SCHEDULES, build_sampler
 
 AUTO = 0
 AUTO_SCHEDULE = "auto"
 SCHEDULE_CHOICES = (AUTO_SCHEDULE, *SCHEDULES)
 _FIXED_SIGMA_SCHEDULES = ("distilled",)
 _SHIFTED_SCHEDULES = ("native", "euler", "diffusers")
+_768_KINDS = (CheckpointKind.TEXT2IMAGE, CheckpointKind.TEXT2IMAGE_4STEP)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class SamplingPlan:
     """
 
     mode: Mode
+    geometry: Geometry
     steps: int | None
     guidance: float
     shift: float | None
@@ -59,73 +64,112 @@ class SamplingPlan:
         auto = f" (auto: {', '.join(self.chosen)})" if self.chosen else ""
         return f"{self.mode.value}: {steps} steps, cfg {self.guidance:g}, shift {shift}, schedule {self.schedule}{interval}{auto}"
 
+    def build_sampler(
+        self, checkpoint: CheckpointInfo | None = None, state_dtype: torch.dtype = torch.float32
+    ) -> FlowSampler:
+        """The sampler of this plan; ``checkpoint`` supplies the shipped scheduler config, the native-grid flag
+        and distilled sigmas (``schedule`` "checkpoint" / "distilled")."""
+        return build_sampler(
+            self.schedule, self.steps, self.shift,
+            scheduler_config=checkpoint.scheduler_config if checkpoint is not None else None,
+            native_flow_schedule=checkpoint.use_native_flow_schedule if checkpoint is not None else False,
+            distilled_sigmas=checkpoint.distilled_sigmas if checkpoint is not None else None,
+            state_dtype=state_dtype,
+        )
 
-def mode_for(num_frames: int, has_image: bool) -> Mode:
-    """``text2image`` for one frame, ``image2video`` with an image condition, else ``text2video``."""
+
+def unset_if_auto(value: float | None) -> float | None:
+    """A widget's :data:`AUTO` (0) -> ``None`` (unset); any other value unchanged."""
+    return None if value is None or (value == AUTO and not isinstance(value, bool)) else value
+
+
+def mode_for(num_frames: int | None, has_image: bool = False, has_video: bool = False) -> Mode:
+    """``text2image`` for one frame, ``image2video`` with an image condition, ``video2video`` with a video
+    condition, else ``text2video`` (``None`` frames: the mode's default, a video)."""
+    if has_image and has_video:
+        raise ValueError("pass either an image (image-to-video) or a video (video-to-video) condition, not both")
     if num_frames == 1:
-        if has_image:
+        if has_image or has_video:
             raise ValueError(
-                "an image condition needs a video (frames > 1); for one frame (text-to-image) disconnect image_cond"
+                "an image or video condition needs a video (num_frames > 1); for one frame (text-to-image) "
+                "leave the condition out"
             )
         return Mode.TEXT2IMAGE
-    return Mode.IMAGE2VIDEO if has_image else Mode.TEXT2VIDEO
+    if has_image:
+        return Mode.IMAGE2VIDEO
+    return Mode.VIDEO2VIDEO if has_video else Mode.TEXT2VIDEO
 
 
 def resolve_sampling_plan(
     *,
-    num_frames: int,
-    height: int,
-    width: int,
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
     fps: float | None = None,
     has_image: bool = False,
+    has_video: bool = False,
     variant: Variant | str = Variant.CUSTOM,
     kind: CheckpointKind | str = CheckpointKind.BASE,
     distilled: bool = False,
-    steps: int = AUTO,
-    guidance: float = AUTO,
-    shift: float = AUTO,
-    schedule: str = AUTO_SCHEDULE,
+    steps: int | None = None,
+    guidance: float | None = None,
+    shift: float | None = None,
+    schedule: str | None = None,
     cfg_interval: bool = False,
+    guidance_interval: Sequence[float] | None = None,
+    strict: bool = False,
 ) -> SamplingPlan:
-    """Resolve :data:`AUTO` values (see the module docstring); errors name the value and what is allowed.
+    """Resolve unset values (``None``, ``"auto"`` for the schedule; see the module docstring).
 
-    ``distilled``: the checkpoint ships fixed sigmas (``CheckpointInfo.distilled``), so ``auto`` picks the
-    distilled schedule even when the kind could not be told from the folder name.
+    ``num_frames``/``height``/``width``/``fps`` left ``None`` take the mode's defaults. ``distilled``: the
+    checkpoint ships fixed sigmas (``CheckpointInfo.distilled``), so the automatic schedule is the distilled one
+    even when the kind could not be told from the folder name. CFG runs only for timesteps inside
+    ``guidance_interval`` (``(low, high)`` on the 0..1000 scale) when given, else inside the text-to-image
+    interval other runtimes use when ``cfg_interval``, else always. ``strict``: a size outside the variant's trained
+    envelope raises :class:`~cosmos3.geometry.SizeError` instead of becoming a warning. Errors name the value
+    and what is allowed.
     """
-    mode = mode_for(num_frames, has_image)
+    mode = mode_for(num_frames, has_image, has_video)
     defaults = generation_defaults(mode, variant, kind)
+    geometry = Geometry(
+        defaults.num_frames if num_frames is None else num_frames,
+        defaults.height if height is None else height,
+        defaults.width if width is None else width,
+        float(defaults.fps) if fps is None else fps,
+    )
     chosen: list[str] = []
+    if schedule is None:
+        schedule = AUTO_SCHEDULE
     if schedule not in SCHEDULE_CHOICES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULE_CHOICES)}, got {schedule!r}")
+        raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULE_CHOICES)}")
     if schedule == AUTO_SCHEDULE:
         schedule = "distilled" if (distilled or defaults.sampler == "distilled_sde") else "native"
         chosen.append(f"schedule {schedule}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be 0 (auto) or a positive integer, got {steps!r}")
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-        raise ValueError(f"cfg must be 0 (auto) or a positive number, got {guidance!r}")
-    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not math.isfinite(shift) or shift < 0:
-        raise ValueError(f"shift must be 0 (auto) or a positive number, got {shift!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a positive integer (None for the default), got {steps!r}")
+    for name, value in (("guidance_scale", guidance), ("shift", shift)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name} must be a number (None for the default), got {value!r}")
 
     if schedule in _FIXED_SIGMA_SCHEDULES:
-        if shift != AUTO:
-            raise ValueError(f"schedule {schedule!r} has fixed sigmas: set shift to 0 (auto), got {shift:g}")
+        if shift is not None:
+            raise ValueError(f"schedule {schedule!r} has fixed sigmas: set shift to 0 or leave it unset (auto), got {shift:g}")
         resolved_shift = None
-        resolved_steps = None if steps == AUTO else steps
+        resolved_steps = steps
     else:
-        if steps == AUTO:
+        if steps is None:
             resolved_steps = defaults.steps if defaults.sampler != "distilled_sde" else 4
             chosen.append(f"steps {resolved_steps}")
         else:
             resolved_steps = steps
-        if shift != AUTO:
+        if shift is not None:
             resolved_shift = float(shift)
         elif schedule in _SHIFTED_SCHEDULES:
             resolved_shift = float(defaults.shift if defaults.shift is not None else 3.0)
             chosen.append(f"shift {resolved_shift:g}")
         else:  # "checkpoint": the shipped scheduler config decides
             resolved_shift = None
-    if guidance == AUTO:
+    if guidance is None:
         resolved_guidance = float(defaults.guidance)
         chosen.append(f"cfg {resolved_guidance:g}")
     else:
@@ -133,19 +177,24 @@ def resolve_sampling_plan(
 
     warnings: list[str] = []
     try:
-        check_generation_size(height, width, num_frames, fps if num_frames > 1 else None, variant=variant,
-                              allow_768=CheckpointKind(kind) in (CheckpointKind.TEXT2IMAGE, CheckpointKind.TEXT2IMAGE_4STEP))
+        check_generation_size(geometry, variant=variant, allow_768=CheckpointKind(kind) in _768_KINDS)
     except SizeError as exc:
+        if strict:
+            raise
         warnings.append(f"{exc} (outside the trained envelope; expect degraded results)")
     if schedule == "distilled" and resolved_guidance != 1.0:
         warnings.append(f"cfg {resolved_guidance:g} with a distilled checkpoint: its guidance is baked in (use 1.0)")
     return SamplingPlan(
         mode=mode,
+        geometry=geometry,
         steps=resolved_steps,
         guidance=resolved_guidance,
         shift=resolved_shift,
         schedule=schedule,
-        guidance_interval=T2I_GUIDANCE_INTERVAL if cfg_interval else None,
+        guidance_interval=(
+            tuple(float(t) for t in guidance_interval) if guidance_interval is not None
+            else T2I_GUIDANCE_INTERVAL if cfg_interval else None
+        ),
         defaults=defaults,
         chosen=tuple(chosen),
         warnings=tuple(warnings),
@@ -154,9 +203,7 @@ def resolve_sampling_plan(
 
 def estimate_sampling_bytes(
     config: TransformerConfig,
-    num_frames: int,
-    height: int,
-    width: int,
+    geometry: Geometry,
     text_tokens: int,
     dtype: torch.dtype,
     *,
@@ -170,7 +217,7 @@ def estimate_sampling_bytes(
     memory-efficient attention kernel (no ``N x N`` score matrix).
     """
     elt = torch.empty((), dtype=dtype).element_size()
-    _, frames, h, w = latent_shape(num_frames, height, width, config.latent_channel)
+    _, frames, h, w = geometry.latent_shape(config.latent_channel)
     p = config.latent_patch_size
     tokens = frames * (-(-h // p)) * (-(-w // p))
     per_layer = tokens * (4 * config.hidden_size + 2 * config.q_dim + 3 * config.intermediate_size) * elt

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..geometry import Geometry
 from ..model.transformer import Cosmos3Transformer, TextKVCache
 from .tokenizer import PromptTokenizer, tokenize_prompts
 
@@ -19,24 +20,37 @@ class EncodedPrompt:
     """Text K/V caches for classifier-free guidance plus the metadata the prompt templates used.
 
     ``cond``/``uncond``: :class:`TextKVCache` (``uncond`` is ``None`` when no negative pass was encoded,
-    e.g. guidance 1.0). The size fields record what the templates announced to the model; sampling a
-    different size with this prompt is an error (the video would silently disagree with its prompt).
+    e.g. guidance 1.0). ``geometry`` records what the templates announced to the model (frames, size, fps);
+    sampling another clip with this prompt is an error (the video would silently disagree with its prompt).
     """
 
     cond: TextKVCache
     uncond: TextKVCache | None
-    num_frames: int
-    height: int
-    width: int
-    fps: float
+    geometry: Geometry
     style: str
     cond_text: str
     uncond_text: str | None
     system_prompt: str | None = None
 
     @property
+    def num_frames(self) -> int:
+        return self.geometry.frames
+
+    @property
+    def height(self) -> int:
+        return self.geometry.height
+
+    @property
+    def width(self) -> int:
+        return self.geometry.width
+
+    @property
+    def fps(self) -> float:
+        return self.geometry.fps
+
+    @property
     def mode(self) -> str:
-        return "image" if self.num_frames == 1 else "video"
+        return "image" if self.geometry.is_image else "video"
 
     @property
     def nbytes(self) -> int:
@@ -50,22 +64,24 @@ class EncodedPrompt:
             uncond=self.uncond.to(device) if self.uncond is not None else None,
         )
 
-    def check_matches(self, num_frames: int, height: int, width: int, fps: float | None = None) -> None:
-        """Raise ``ValueError`` naming both values when sampling settings differ from the encoded ones."""
+    def check_matches(self, geometry: Geometry) -> None:
+        """Raise ``ValueError`` naming both values when the sampled clip differs from the encoded one."""
+        if self.geometry.same_clip(geometry):
+            return
+        mine, other = self.geometry, geometry
         problems = []
-        if num_frames != self.num_frames:
-            problems.append(f"frames {self.num_frames} (encode) vs {num_frames} (sampler)")
-        if (height, width) != (self.height, self.width):
-            problems.append(f"size {self.width}x{self.height} (encode) vs {width}x{height} (sampler)")
-        if fps is not None and self.num_frames > 1 and not math.isclose(fps, self.fps):
-            problems.append(f"fps {self.fps:g} (encode) vs {fps:g} (sampler)")
-        if problems:
-            raise ValueError(
-                "the prompt was encoded for a different video than the one being sampled: "
-                + "; ".join(problems)
-                + ". The prompt templates tell the model the duration and resolution, so encode the prompt "
-                "with the sampler's frames/size/fps."
-            )
+        if other.frames != mine.frames:
+            problems.append(f"frames {mine.frames} (encode) vs {other.frames} (sampler)")
+        if other.size != mine.size:
+            problems.append(f"size {mine.width}x{mine.height} (encode) vs {other.width}x{other.height} (sampler)")
+        if not mine.is_image and not math.isclose(other.fps, mine.fps):
+            problems.append(f"fps {mine.fps:g} (encode) vs {other.fps:g} (sampler)")
+        raise ValueError(
+            "the prompt was encoded for a different video than the one being sampled: "
+            + "; ".join(problems)
+            + ". The prompt templates tell the model the duration and resolution, so encode the prompt "
+            "with the sampler's frames/size/fps."
+        )
 
 
 class PromptKVCache:
@@ -115,10 +131,7 @@ def encode_prompt(
     prompt: str,
     negative_prompt: str | None = None,
     *,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float = 24.0,
+    geometry: Geometry,
     prompt_style: str = "framework",
     use_system_prompt: bool | None = None,
     with_negative: bool = True,
@@ -127,7 +140,8 @@ def encode_prompt(
     kv_cache: PromptKVCache | None = None,
     **format_options: Any,
 ) -> EncodedPrompt:
-    """Tokenize (templates per ``prompt_style``) and run the text tower for the prompt and the negative.
+    """Tokenize (templates per ``prompt_style``, announcing ``geometry``) and run the text tower for the prompt and
+    the negative.
 
     The caches are moved to ``offload_device`` (default CPU; ``None`` keeps them where they were computed).
     ``encoder`` replaces ``transformer.encode_text`` (e.g. :meth:`cosmos3.runtime.offload.TextTowerResidency.encode`,
@@ -140,10 +154,7 @@ def encode_prompt(
         raise TypeError(f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}")
     if use_system_prompt is not None:
         format_options["use_system_prompt"] = use_system_prompt
-    tokens = tokenize_prompts(
-        tokenizer, prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps,
-        style=prompt_style, **format_options,
-    )
+    tokens = tokenize_prompts(tokenizer, prompt, negative_prompt, geometry=geometry, style=prompt_style, **format_options)
 
     def run(ids: list[int]) -> TextKVCache:
         key = tuple(ids)
@@ -162,10 +173,7 @@ def encode_prompt(
     return EncodedPrompt(
         cond=run(tokens.cond_ids),
         uncond=run(tokens.uncond_ids) if with_negative else None,
-        num_frames=num_frames,
-        height=height,
-        width=width,
-        fps=float(fps),
+        geometry=geometry,
         style=tokens.style,
         cond_text=tokens.cond_text,
         uncond_text=tokens.uncond_text if with_negative else None,

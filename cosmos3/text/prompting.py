@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Cosmos3Error
-from ..geometry import detect_aspect_ratio
+from ..geometry import Geometry, detect_aspect_ratio
 
 PROMPT_STYLES = ("framework", "diffusers")
 NEGATIVE_METADATA_MODES = ("same", "inverse", "none")
@@ -188,10 +188,7 @@ def format_prompts(
     prompt: str,
     negative_prompt: str | None = None,
     *,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float = 24,
+    geometry: Geometry,
     style: str = "framework",
     aspect_ratio: str | None = None,
     negative_metadata: str | None = None,
@@ -201,7 +198,7 @@ def format_prompts(
 ) -> FormattedPrompts:
     """Apply the style's metadata rules to a prompt and its negative (see the module docstring).
 
-    ``aspect_ratio`` (framework JSON prompts) defaults to the bucket closest to ``width/height``.
+    ``geometry``: the clip the prompt announces (frames, size, fps). ``aspect_ratio`` (framework JSON prompts) defaults to the bucket closest to ``width/height``.
     ``negative_metadata`` defaults to ``same`` (framework); the diffusers style only has ``inverse``.
     ``use_system_prompt`` defaults to False (framework) / True (diffusers). ``add_duration`` /
     ``add_resolution`` switch off the prose sentences (framework JSON injection is unaffected).
@@ -212,11 +209,8 @@ def format_prompts(
         raise PromptError(f"prompt must be a string, got {type(prompt).__name__}")
     if negative_prompt is not None and not isinstance(negative_prompt, str):
         raise PromptError(f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}")
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-        raise PromptError(f"num_frames must be a positive integer, got {num_frames!r}")
-    if not fps or fps <= 0:
-        raise PromptError(f"fps must be positive, got {fps!r}")
-    is_image = num_frames == 1
+    num_frames, height, width, fps = geometry.frames, geometry.height, geometry.width, geometry.fps
+    is_image = geometry.is_image
     if style == "diffusers":
         return _format_diffusers(
             prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Cosmos3Error
+from ..geometry import Geometry
 from .prompting import FormattedPrompts, format_prompts
 
 VISION_START_TOKEN = "<|vision_start|>"
@@ -129,18 +130,12 @@ def tokenize_prompts(
     prompt: str,
     negative_prompt: str | None = None,
     *,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float = 24,
+    geometry: Geometry,
     style: str = "framework",
     **format_options: Any,
 ) -> TokenizedPrompts:
     """Format (``cosmos3.text.prompting.format_prompts``; extra options pass through) and tokenize both prompts."""
-    formatted: FormattedPrompts = format_prompts(
-        prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps, style=style,
-        **format_options,
-    )
+    formatted: FormattedPrompts = format_prompts(prompt, negative_prompt, geometry=geometry, style=style, **format_options)
     cond = tokenizer.encode(formatted.text, formatted.system_prompt, what="prompt")
     uncond = tokenizer.encode(formatted.negative_text, formatted.system_prompt, what="negative prompt")
     return TokenizedPrompts(
