@@ -132,7 +132,7 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     frames, height, width = latent_geometry(samples)
     info = model.info
     plan = plan_mod.resolve_sampling_plan(
-        num_frames=frames, height=height, width=width, fps=text.fps, has_image=image_cond is not None,
+        num_frames=frames, height=height, width=width, fps=text.geometry.fps, has_image=image_cond is not None,
         variant=model.variant, kind=info.kind, distilled=info.distilled, steps=plan_mod.unset_if_auto(steps),
         guidance=plan_mod.unset_if_auto(cfg), shift=plan_mod.unset_if_auto(shift), schedule=schedule,
         cfg_interval=cfg_interval,

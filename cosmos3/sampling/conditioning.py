@@ -35,17 +35,6 @@ class ImageCondition:
     frames: tuple[int, ...]
     geometry: Geometry
 
-    @property
-    def num_frames(self) -> int:
-        return self.geometry.frames
-
-    @property
-    def height(self) -> int:
-        return self.geometry.height
-
-    @property
-    def width(self) -> int:
-        return self.geometry.width
 
     def mask(self, latent_t: int) -> torch.Tensor:
         """``[1, 1, latent_t, 1, 1]`` float32 mask, 1 at conditioned frames."""
@@ -64,7 +53,7 @@ class ImageCondition:
         """Raise ``ValueError`` if this condition was prepared for another size or does not fit the clip."""
         if self.geometry.size != geometry.size:
             raise ValueError(
-                f"the image condition was prepared for {self.width}x{self.height} but sampling is "
+                f"the image condition was prepared for {self.geometry.width}x{self.geometry.height} but sampling is "
                 f"{geometry.width}x{geometry.height}; prepare it with the sampler's size"
             )
         if max(self.frames) >= geometry.latent_frames:

@@ -33,22 +33,6 @@ class EncodedPrompt:
     system_prompt: str | None = None
 
     @property
-    def num_frames(self) -> int:
-        return self.geometry.frames
-
-    @property
-    def height(self) -> int:
-        return self.geometry.height
-
-    @property
-    def width(self) -> int:
-        return self.geometry.width
-
-    @property
-    def fps(self) -> float:
-        return self.geometry.fps
-
-    @property
     def mode(self) -> str:
         return "image" if self.geometry.is_image else "video"
 
