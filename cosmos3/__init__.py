@@ -1,10 +1,18 @@
 """Cosmos3 world models in plain PyTorch (no ComfyUI imports).
 
+Layout: ``model/`` (the MoT transformer: config, layers, towers, attention, RoPE, loading, fp8), ``vae/`` (Wan 2.2
+VAE), ``text/`` (prompt templates, tokenizer, prompt -> cached text K/V), ``sampling/`` (sigmas, samplers,
+settings resolution, conditions, the denoising loop), ``runtime/`` (block swap, text-tower eviction, step
+cache, compile), ``files/`` (safetensors, JSON side files, checkpoint folders, media); ``geometry``,
+``variants`` and ``defaults`` hold the size rules, the variants' envelopes and the default settings.
+
 Public API (stable names):
 
 * :func:`load_transformer` — the Mixture-of-Transformers DiT with a cached text tower.
 * :func:`load_vae` — the 48-channel Wan 2.2 VAE.
 * :class:`Cosmos3Pipeline` — T2V / I2V / T2I (and V2V) generation.
+* :class:`Geometry` (frames, height, width, fps of a clip), :func:`resolve_sampling_plan` (unset settings ->
+  concrete ones), :class:`Cosmos3Error` (base of every error the library raises on bad input).
 
 Speed and memory helpers: :func:`enable_block_swap` / :func:`disable_block_swap`, :class:`StepCache`,
 :func:`compile_generation_layers`, :class:`BatchedTextKV` (batched CFG), :func:`available_attention_backends`.
@@ -33,6 +41,9 @@ _LAZY = {
     "StepCache": ".runtime.step_cache",
     "compile_generation_layers": ".runtime.compile",
     "available_attention_backends": ".model.attention",
+    "Geometry": ".geometry",
+    "resolve_sampling_plan": ".sampling.plan",
+    "Cosmos3Error": ".errors",
 }
 
 
