@@ -1,4 +1,4 @@
-"""Safetensors loading for the guardrail networks, through the project's checked reader."""
+"""Safetensors loading for the guardrail networks, through the project's checked reader, and model-folder checks."""
 
 from __future__ import annotations
 
@@ -41,3 +41,21 @@ def load_safetensors_into(module: torch.nn.Module, path: Path) -> None:
         check_state_keys(module, {k: reader[k].shape for k in reader}, str(path))
         state = {k: reader.load(k) for k in expected_shapes(module)}
     module.load_state_dict(state, strict=False)
+
+
+def model_folder_problems(model_dir: Path) -> list[str]:
+    """What a Hugging Face model folder lacks for loading: the folder, ``config.json``, safetensors weights.
+
+    Empty when it looks loadable. Pickled ``*.bin`` weights are named in the message, never loaded.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return [f"folder {model_dir} does not exist"]
+    problems = []
+    if not (model_dir / "config.json").is_file():
+        problems.append(f"{model_dir / 'config.json'} is missing")
+    if not any(model_dir.glob("*.safetensors")):
+        pickles = sorted(p.name for p in model_dir.glob("*.bin"))
+        hint = f" (found {', '.join(pickles)}: pickle weights are not loaded)" if pickles else ""
+        problems.append(f"{model_dir}: no *.safetensors weights{hint}")
+    return problems

@@ -78,6 +78,17 @@ def _module_key_problem(path: Path, module_factory) -> str | None:
     return None
 
 
+def _network_weights_problem(check: str, what: str, assets: Path, weights_rel: Path, pickle_rel: Path,
+                             module_factory) -> str | None:
+    """The converted weights of one guardrail network: missing (with how to get them) or not matching the net."""
+    weights = assets / weights_rel
+    if not weights.is_file():
+        hint = _converter_hint(assets, pickle_rel, "the converter writes the safetensors file")
+        return f"{check}: {what} {weights} are missing — {hint}"
+    issue = _module_key_problem(weights, module_factory)
+    return f"{check}: {issue}" if issue else None
+
+
 def find_problems(config: GuardrailConfig) -> list[str]:
     """Every missing or unusable file for the enabled checks, each with where it belongs and how to
     get it. Cheap: only folders, word lists and safetensors headers are read."""
@@ -120,35 +131,23 @@ def find_problems(config: GuardrailConfig) -> list[str]:
                 problems.append(f"Qwen3Guard: {p} — download {QWEN3GUARD_REPO} (safetensors) into {config.qwen3guard_dir}")
 
     if config.face_blur and assets is not None:
-        weights = assets / RETINAFACE_WEIGHTS
-        if not weights.is_file():
-            problems.append(
-                f"face blur: RetinaFace weights {weights} are missing — "
-                + _converter_hint(assets, RETINAFACE_PICKLE, "the converter writes the safetensors file")
-            )
-        else:
-            issue = _module_key_problem(weights, lambda shapes: RetinaFaceNet())
-            if issue:
-                problems.append(f"face blur: {issue}")
+        problem = _network_weights_problem(
+            "face blur", "RetinaFace weights", assets, RETINAFACE_WEIGHTS, RETINAFACE_PICKLE, lambda shapes: RetinaFaceNet()
+        )
+        if problem:
+            problems.append(problem)
 
     if config.content_filter:
         if assets is not None:
-            weights = assets / SAFETY_HEAD_WEIGHTS
-            if not weights.is_file():
-                problems.append(
-                    f"content filter: classifier weights {weights} are missing — "
-                    + _converter_hint(assets, SAFETY_HEAD_PICKLE, "the converter writes the safetensors file")
-                )
-            else:
-                issue = _module_key_problem(
-                    weights,
-                    lambda shapes: SafetyHead(
-                        in_dim=shapes.get("layers.0.weight", (512, 1152))[1],
-                        num_classes=shapes.get("layers.6.weight", (7, 256))[0],
-                    ),
-                )
-                if issue:
-                    problems.append(f"content filter: {issue}")
+            problem = _network_weights_problem(
+                "content filter", "classifier weights", assets, SAFETY_HEAD_WEIGHTS, SAFETY_HEAD_PICKLE,
+                lambda shapes: SafetyHead(
+                    in_dim=shapes.get("layers.0.weight", (512, 1152))[1],
+                    num_classes=shapes.get("layers.6.weight", (7, 256))[0],
+                ),
+            )
+            if problem:
+                problems.append(problem)
         if config.siglip_dir is None:
             problems.append(f"content filter: no SigLIP folder given — download {SIGLIP_REPO} into models/cosmos3_guardrail/")
         else:

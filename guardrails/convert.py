@@ -21,7 +21,12 @@ from pathlib import Path
 import torch
 
 from ._weights import check_state_keys
-from .assets import RETINAFACE_PICKLE, RETINAFACE_WEIGHTS, SAFETY_HEAD_PICKLE, SAFETY_HEAD_WEIGHTS
+from .assets import (
+    RETINAFACE_PICKLE,
+    RETINAFACE_WEIGHTS,
+    SAFETY_HEAD_PICKLE,
+    SAFETY_HEAD_WEIGHTS,
+)
 
 _WRAPPERS = ("state_dict", "model", "net", "params")
 

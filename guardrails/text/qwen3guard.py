@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .._weights import model_folder_problems
 from ..report import CheckResult
 
 LABELS = ("Safe", "Controversial", "Unsafe")  # ascending severity
@@ -65,19 +66,13 @@ def parse_guard_output(text: str) -> GuardOutput:
 def required_files_problems(model_dir: Path) -> list[str]:
     """What is missing in a Qwen3Guard folder (empty list when it looks loadable)."""
     model_dir = Path(model_dir)
+    problems = model_folder_problems(model_dir)
     if not model_dir.is_dir():
-        return [f"folder {model_dir} does not exist"]
-    problems = []
-    if not (model_dir / "config.json").is_file():
-        problems.append(f"{model_dir / 'config.json'} is missing")
+        return problems
     if not (model_dir / "tokenizer_config.json").is_file():
         problems.append(f"{model_dir / 'tokenizer_config.json'} is missing")
     if not ((model_dir / "tokenizer.json").is_file() or ((model_dir / "vocab.json").is_file() and (model_dir / "merges.txt").is_file())):
         problems.append(f"{model_dir}: tokenizer.json (or vocab.json + merges.txt) is missing")
-    if not any(model_dir.glob("*.safetensors")):
-        pickles = sorted(p.name for p in model_dir.glob("*.bin"))
-        hint = f" (found {', '.join(pickles)}: pickle weights are not loaded)" if pickles else ""
-        problems.append(f"{model_dir}: no *.safetensors weights{hint}")
     return problems
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._weights import load_safetensors_into, safetensors_shapes
+from .._weights import load_safetensors_into, model_folder_problems, safetensors_shapes
 from ..report import CheckResult
 
 CLASS_NAMES = ("Safe", "Sexual_Content", "Violence", "Drugs", "Child_Abuse", "Hate_and_Harassment", "Self-Harm")
@@ -74,15 +74,7 @@ def siglip_pixels(frames: np.ndarray, size: int) -> torch.Tensor:
 
 def siglip_problems(model_dir: Path) -> list[str]:
     """What is missing in a SigLIP folder (empty when it looks loadable)."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return [f"folder {model_dir} does not exist"]
-    problems = []
-    if not (model_dir / "config.json").is_file():
-        problems.append(f"{model_dir / 'config.json'} is missing")
-    if not any(model_dir.glob("*.safetensors")):
-        problems.append(f"{model_dir}: no *.safetensors weights")
-    return problems
+    return model_folder_problems(model_dir)
 
 
 class SigLIPEncoder:
