@@ -25,7 +25,9 @@ What one :meth:`FrontendSession.check_workflow` does:
      happened in (``page`` = start-up, ``load`` = while/after our workflow was loaded);
    * ``messages`` — the text of every toast / dialog / alert the frontend showed after the load call
      (a MutationObserver records them as they appear, so auto-dismissed toasts are not lost), e.g. the
-     missing-nodes dialog, ``Invalid workflow against zod schema``, missing models / inputs;
+     missing-nodes dialog, ``Invalid workflow against zod schema``, missing models / inputs; where the 1.5x
+     error overlay ("N issues found") appears, its "View details" panel is opened (after the screenshot) and
+     each of its groups is added as ``Errors panel: …``;
    * ``unknown_types`` — node types of the workflow that the frontend has not registered (a missing type
      loads as a placeholder whose type is not registered either);
    * ``error_nodes`` — registered nodes the frontend flagged ``has_errors`` after the load (the 1.5x
@@ -61,7 +63,24 @@ OUR_MARKERS = ("C3MoT", "cosmos3-mot", "cosmos3_mot", "/extensions/cosmos3")  # 
 
 # Selectors of the frontend's toasts and dialogs: PrimeVue (1.2x), reka-ui / vue-sonner (1.5x), plain ARIA.
 MESSAGE_SELECTORS = (".p-toast-message, .p-dialog, .p-confirm-dialog, [data-sonner-toast], [role='dialog'], "
-                     "[role='alertdialog'], [role='alert'], .comfy-modal")
+                     "[role='alertdialog'], [role='alert'], .comfy-modal, [data-testid='error-overlay']")
+# 1.5x: the error overlay ("N issues found") only counts; its "View details" button opens the errors panel,
+# whose groups (missing nodes / models / media) name what is wrong.
+ERROR_DETAILS_BUTTON = "[data-testid='error-overlay-see-errors']"
+ERROR_DETAILS_GROUPS = "[data-testid^='error-group-']:not([data-testid='error-group-display-message'])"
+
+DETAILS_SCRIPT = r"""
+const [button] = arguments;
+const b = document.querySelector(button);
+if (!b) return null;
+b.click();
+return true;
+"""
+
+DETAILS_COLLECT_SCRIPT = r"""
+const [groups] = arguments;
+return Array.from(document.querySelectorAll(groups)).map((e) => (e.innerText || '').trim()).filter((t) => t);
+"""
 
 # Injected before any page script (CDP Page.addScriptToEvaluateOnNewDocument).
 INIT_SCRIPT = r"""
@@ -474,10 +493,14 @@ class FrontendSession:
                      + ", ".join(f"{w['name']}={w['value']!r}" for w in n["widgets"]) + ")"}
             for n in data["nodes"] if n["has_errors"] and n["registered"]]
         result.widget_diffs, result.resave_diffs, result.our_nodes = compare_widgets(workflow, data["nodes"])
-        if screenshot is not None:
+        if screenshot is not None:  # the graph as loaded, before any details panel is opened
             screenshot = Path(screenshot)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             self.driver.save_screenshot(str(screenshot))
             result.screenshot = screenshot
+        if self.driver.execute_script(DETAILS_SCRIPT, ERROR_DETAILS_BUTTON):
+            time.sleep(1.5)
+            for text in self.driver.execute_script(DETAILS_COLLECT_SCRIPT, ERROR_DETAILS_GROUPS) or []:
+                result.messages.append({"phase": "load", "text": "Errors panel: " + text})
         result.seconds = time.monotonic() - started
         return result
