@@ -43,6 +43,7 @@ class FeedForward(nn.Module):
         self.down_proj = _linear(ops, inner, hidden, False, factory)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]`` -> ``[..., hidden]`` in ``x``'s dtype."""
         if self.act == "relu2":
             return self.down_proj(torch.relu(self.up_proj(x)).square())
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -182,6 +183,7 @@ class TimestepEmbedder(nn.Module):
         self.linear_2 = _linear(ops, hidden, hidden, True, factory)
 
     def forward(self, sinusoid: torch.Tensor) -> torch.Tensor:
+        """``[M, 256]`` (in the MLP's dtype, fp32) -> ``[M, hidden]``."""
         return self.linear_2(F.silu(self.linear_1(sinusoid)))
 
 

@@ -112,6 +112,7 @@ class BatchedTextKV(_PerLayerKV):
 
     @property
     def batch(self) -> int:
+        """Number of prompts (rows)."""
         return len(self.lengths)
 
     @property
@@ -121,6 +122,7 @@ class BatchedTextKV(_PerLayerKV):
 
     @property
     def padded(self) -> bool:
+        """Whether the prompts have different lengths (so the attention masks the left padding)."""
         return min(self.lengths) != max(self.lengths)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> BatchedTextKV:
