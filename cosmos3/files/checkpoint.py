@@ -52,7 +52,7 @@ class CheckpointInfo:
         return self.kind.distilled or self.distilled_sigmas is not None
 
     @classmethod
-    def read(cls, root: str | Path) -> "CheckpointInfo":
+    def read(cls, root: str | Path) -> CheckpointInfo:
         root = Path(root).expanduser()
         if not root.is_dir():
             raise CheckpointError(f"{root}: not a checkpoint folder (expected transformer/, vae/, text_tokenizer/)")

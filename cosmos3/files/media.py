@@ -91,12 +91,13 @@ def write_frames(frames: torch.Tensor, path: str | Path, fps: float = 24.0) -> P
             else:
                 images[0].save(
                     tmp, format="WEBP", save_all=True, append_images=images[1:],
-                    duration=int(round(1000 / fps)), loop=0, lossless=False, quality=90,
+                    duration=int(round(1000 / fps)), loop=0,  # noqa: RUF046 (fps may be a NumPy float)
+                    lossless=False, quality=90,
                 )
     return path
 
 
-def read_image(path: str | Path) -> "object":
+def read_image(path: str | Path) -> object:
     """Open an image file as an RGB PIL image (clear error naming the file)."""
     from PIL import Image, UnidentifiedImageError
 

@@ -17,10 +17,14 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import Cosmos3Error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Self
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
@@ -51,11 +55,16 @@ class CheckpointKeyError(CheckpointError):
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """Where one tensor lives and what it looks like, read from a safetensors header."""
+    """Where one tensor lives and what it looks like, read from a safetensors header.
+
+    ``start``/``end``: the tensor's absolute byte range in ``file`` (header included).
+    """
 
     file: Path
     dtype: torch.dtype
     shape: tuple[int, ...]
+    start: int
+    end: int
 
 
 def require_safetensors(path: Path) -> None:
@@ -96,7 +105,8 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
-    data_size = size - 8 - header_len
+    data_start = 8 + header_len
+    data_size = size - data_start
     tensors: dict[str, TensorInfo] = {}
     for key, entry in header.items():
         try:
@@ -112,7 +122,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
                 f"{path}: truncated file: tensor {key!r} needs bytes {start}..{end} of the data section "
                 f"but only {data_size} bytes are present"
             )
-        tensors[key] = TensorInfo(path, _DTYPES[dtype_name], shape)
+        tensors[key] = TensorInfo(path, _DTYPES[dtype_name], shape, data_start + start, data_start + end)
     return tensors, metadata
 
 
@@ -165,7 +175,7 @@ def checkpoint_files(path: Path, preferred_stem: str | None = None) -> list[Path
 class SafetensorsReader(Mapping[str, TensorInfo]):
     """Read-only view over the tensors of one or more safetensors files, loading tensors on demand."""
 
-    def __init__(self, files: Iterable[Path]):
+    def __init__(self, files: Iterable[Path]) -> None:
         self.files = [Path(f) for f in files]
         self._infos: dict[str, TensorInfo] = {}
         self.metadata: dict[str, str] = {}
@@ -196,12 +206,12 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
         if handle is None:
             try:
                 handle = safe_open(str(info.file), framework="pt", device="cpu")
-            except Exception as exc:  # safetensors raises its own error types
+            except Exception as exc:  # noqa: BLE001 (safetensors raises its own error types)
                 raise CheckpointError(f"{info.file}: cannot open safetensors file ({exc})") from None
             self._handles[info.file] = handle
         try:
             return handle.get_tensor(key)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (as above)
             raise CheckpointError(f"{info.file}: cannot read tensor {key!r} ({exc})") from None
 
     def load_copy(self, key: str) -> torch.Tensor:
@@ -211,12 +221,7 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
         process, so loading a whole model this way costs ~1x its size in resident memory.
         """
         info = self._infos[key]
-        offsets = getattr(self, "_copy_offsets", None)
-        if offsets is None:
-            offsets = self._copy_offsets = {}
-        if info.file not in offsets:
-            offsets[info.file] = _data_offsets(info.file)
-        start, end = offsets[info.file][key]
+        start, end = info.start, info.end
         out = torch.empty(info.shape, dtype=info.dtype)
         nbytes = out.numel() * out.element_size()
         if end - start != nbytes:
@@ -236,7 +241,7 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
     def close(self) -> None:
         self._handles.clear()
 
-    def __enter__(self) -> "SafetensorsReader":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -297,12 +302,3 @@ def meta_leftovers(module: torch.nn.Module) -> list[str]:
     """Names of parameters/buffers still on the meta device (i.e. never assigned)."""
     return [k for k, v in module.state_dict(keep_vars=True).items() if v.is_meta]
 
-
-def _data_offsets(path: Path) -> dict[str, tuple[int, int]]:
-    """Absolute ``(start, end)`` byte ranges of every tensor in a safetensors file (header already validated)."""
-    with open(path, "rb") as fh:
-        (header_len,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(header_len).decode("utf-8"))
-    header.pop("__metadata__", None)
-    base = 8 + header_len
-    return {key: (base + int(e["data_offsets"][0]), base + int(e["data_offsets"][1])) for key, e in header.items()}

@@ -53,7 +53,7 @@ class KeyPadding:
     split: bool = False
 
     @classmethod
-    def from_starts(cls, starts: Sequence[int], total: int, device: torch.device | str | None, split: bool = False) -> "KeyPadding":
+    def from_starts(cls, starts: Sequence[int], total: int, device: torch.device | str | None, split: bool = False) -> KeyPadding:
         """Padding for keys of length ``total`` per sample, the first ``starts[b]`` of sample ``b`` being padding."""
         starts = tuple(int(s) for s in starts)
         if any(not 0 <= s < total for s in starts):

@@ -100,7 +100,7 @@ class TransformerConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "transformer config") -> "TransformerConfig":
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "transformer config") -> TransformerConfig:
         """Parse a diffusers-style config dict; raise :class:`ConfigError` naming any bad field."""
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
@@ -162,7 +162,7 @@ class TransformerConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TransformerConfig":
+    def from_file(cls, path: str | Path) -> TransformerConfig:
         """Read a ``config.json`` file."""
         return cls.from_dict(read_json_object(path, ConfigError, "config"), source=str(path))
 

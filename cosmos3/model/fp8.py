@@ -94,7 +94,7 @@ class Fp8Linear(nn.Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ):
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=FP8_DTYPE), requires_grad=False)
@@ -153,7 +153,7 @@ class Fp8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
     @classmethod
-    def from_linear(cls, linear: nn.Module, per_channel: bool = False) -> "Fp8Linear":
+    def from_linear(cls, linear: nn.Module, per_channel: bool = False) -> Fp8Linear:
         """Quantise a loaded ``nn.Linear``-like module (``weight`` [out, in], optional ``bias``)."""
         weight = linear.weight
         out_features, in_features = weight.shape

@@ -56,7 +56,8 @@ from .fp8 import (
     quantize_fp8,
     swap_in_fp8_linears,
 )
-from .transformer import Cosmos3Transformer, TextLayer, TextTower
+from .layers import TextLayer, TextTower
+from .transformer import Cosmos3Transformer
 
 ATTENTION_LEAVES = frozenset(
     {

@@ -28,7 +28,7 @@ class RMSNorm(nn.Module):
         flavour: str = "qwen",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ):
+    ) -> None:
         super().__init__()
         if flavour not in NORM_FLAVOURS:
             raise ValueError(f"unknown RMSNorm flavour {flavour!r}; allowed: {', '.join(NORM_FLAVOURS)}")

@@ -107,9 +107,13 @@ def rope_tables(
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` [N, heads, head_dim] with tables [N, head_dim] (NeoX rotate-half convention)."""
-    cos = cos.unsqueeze(1)
-    sin = sin.unsqueeze(1)
+    """Rotate ``x`` [..., N, heads, head_dim] (NeoX rotate-half convention), any float dtype.
+
+    ``cos``/``sin``: [N, head_dim] (shared by every row of ``x``) or [B, N, head_dim] (one table per row of a
+    batched ``x`` [B, N, heads, head_dim]); broadcast over the heads. Returns ``x``'s shape.
+    """
+    cos = cos.unsqueeze(-2)
+    sin = sin.unsqueeze(-2)
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin

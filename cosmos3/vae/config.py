@@ -114,11 +114,11 @@ class WanVAEConfig:
         if problems:
             raise VAEConfigError("invalid Wan VAE config: " + "; ".join(problems))
 
-    def with_changes(self, **changes: Any) -> "WanVAEConfig":
+    def with_changes(self, **changes: Any) -> WanVAEConfig:
         return replace(self, **changes)
 
     @classmethod
-    def from_diffusers(cls, config: Mapping[str, Any], source: str = "config") -> "WanVAEConfig":
+    def from_diffusers(cls, config: Mapping[str, Any], source: str = "config") -> WanVAEConfig:
         """Build from a diffusers ``AutoencoderKLWan`` ``config.json`` dict.
 
         Keys missing from the dict take diffusers' own class defaults (which are the Wan 2.1 ones), so an

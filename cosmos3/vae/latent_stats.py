@@ -2,10 +2,10 @@
 
 ``normalised = (raw - mean) * inv_std`` and ``raw = normalised / inv_std + mean``, with ``mean`` and
 ``inv_std = 1 / std`` materialised in a *working dtype* (bf16 in the reference, which runs this step in
-bf16) and the arithmetic done in that dtype; the result comes back in the input's dtype. This is exactly
-what :meth:`cosmos3.vae.model.WanVAE.normalize` / ``denormalize`` compute with the VAE's dtype, so a sampler
-that denormalises with the same statistics and dtype hands a VAE decoder the same raw latents as the
-all-in-one pipeline does.
+bf16) and the arithmetic done in that dtype; the result comes back in the input's dtype. This is the one
+implementation: :meth:`cosmos3.vae.model.WanVAE.normalize` / ``denormalize`` delegate here with the VAE's
+dtype, so a sampler that denormalises with the same statistics and dtype hands a VAE decoder the same raw
+latents as the all-in-one pipeline does.
 
 The statistics come from a checkpoint's ``vae/config.json`` (``latents_mean`` / ``latents_std``) or,
 without one (a single transformer file), from the public Wan 2.2 numbers.
@@ -57,14 +57,14 @@ class LatentStats:
 
     # ------------------------------------------------------------------ sources
     @classmethod
-    def wan22(cls) -> "LatentStats":
+    def wan22(cls) -> LatentStats:
         """The public Wan 2.2 statistics (what every Cosmos3 checkpoint's ``vae/config.json`` holds)."""
         from .config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
         return cls(tuple(WAN22_LATENTS_MEAN), tuple(WAN22_LATENTS_STD), "Wan 2.2 defaults")
 
     @classmethod
-    def from_config(cls, path: str | Path) -> "LatentStats":
+    def from_config(cls, path: str | Path) -> LatentStats:
         """Read ``latents_mean`` / ``latents_std`` from a diffusers VAE ``config.json``."""
         data = read_json_object(path, LatentStatsError, "VAE config")
         if not all(k in data for k in ("latents_mean", "latents_std")):
@@ -75,7 +75,7 @@ class LatentStats:
         return cls(tuple(mean), tuple(std), str(path))
 
     @classmethod
-    def for_checkpoint(cls, root: str | Path | None) -> "LatentStats":
+    def for_checkpoint(cls, root: str | Path | None) -> LatentStats:
         """A checkpoint folder's ``vae/config.json`` statistics when it has them, else :meth:`wan22`."""
         if root is not None:
             config = Path(root) / VAE_SUBFOLDER / CONFIG_NAME

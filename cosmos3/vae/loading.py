@@ -76,7 +76,7 @@ def original_key(key: str, num_res_blocks: int) -> str:
     m = _BLOCK_RE.match(rest)
     if m is None:
         raise KeyError(f"no original-layout name for {key!r}")
-    kind, level, member, res_index, leaf = m.groups()
+    kind, level, _, res_index, leaf = m.groups()
     outer = "downsamples" if kind == "down" else "upsamples"
     if res_index is not None:
         index, leaf = int(res_index), _RESBLOCK_NAMES[leaf]

@@ -61,7 +61,7 @@ def _nearest_multiple(value: int, step: int, minimum: int) -> str:
     return f"{lo} or {hi}"
 
 
-def check_pixel_size(num_frames: int, height: int, width: int, config: "WanVAEConfig") -> None:
+def check_pixel_size(num_frames: int, height: int, width: int, config: WanVAEConfig) -> None:
     """Raise ``ValueError`` (naming the nearest valid values) unless H, W are multiples of the spatial factor
     and ``num_frames`` is ``1 + temporal_factor * k``."""
     sf, tf = config.spatial_factor, config.temporal_factor
@@ -117,7 +117,7 @@ def default_memory_budget(device: torch.device) -> int:
     return CPU_FALLBACK_BUDGET
 
 
-def estimate_bytes(vae: "WanVAE", kind: str, latent_h: int, latent_w: int) -> int:
+def estimate_bytes(vae: WanVAE, kind: str, latent_h: int, latent_w: int) -> int:
     """Estimated peak activation memory of one encode/decode stream over a ``latent_h x latent_w`` grid.
 
     Model: the causal caches of all temporal convolutions (two frames of every conv input, kept for the
@@ -209,7 +209,7 @@ class TilePlan:
         return len(self.tiles) == 1
 
 
-def _fit_tile(vae: "WanVAE", kind: str, lh: int, lw: int, budget: int, minimum: int) -> int:
+def _fit_tile(vae: WanVAE, kind: str, lh: int, lw: int, budget: int, minimum: int) -> int:
     """Largest square tile (latent units) whose estimate fits ``budget``; at least ``minimum``."""
     best = minimum
     for t in range(max(lh, lw), minimum - 1, -1):
@@ -225,7 +225,7 @@ def default_overlap(tile_px: int, step: int) -> int:
 
 
 def plan_tiles(
-    vae: "WanVAE",
+    vae: WanVAE,
     kind: str,
     latent_h: int,
     latent_w: int,
