@@ -63,3 +63,37 @@ def test_every_public_name_resolves():
         module = importlib.import_module(package)
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_every_library_error_derives_from_cosmos3error():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import cosmos3
+    from cosmos3.errors import Cosmos3Error
+
+    errors = {}
+    for info in pkgutil.walk_packages(cosmos3.__path__, "cosmos3."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == info.name:
+                errors[f"{info.name}.{name}"] = obj
+    assert len(errors) >= 11, sorted(errors)
+    strays = sorted(name for name, cls in errors.items() if not issubclass(cls, Cosmos3Error))
+    assert not strays, f"library errors not derived from Cosmos3Error: {strays}"
+    assert issubclass(Cosmos3Error, ValueError)  # callers that caught ValueError keep working
+
+
+def test_layout_shows_the_architecture():
+    """A reader finds the model, the VAE, text handling and sampling from folder names alone; no module is huge."""
+    library = REPO_ROOT / "cosmos3"
+    for folder in ("model", "vae", "text", "sampling", "runtime", "files"):
+        assert (library / folder / "__init__.py").is_file(), folder
+    flat = sorted(p.name for p in library.glob("*.py"))
+    assert len(flat) <= 12, flat
+    too_long = {str(p.relative_to(library)): n for p in library.rglob("*.py")
+                if (n := len(p.read_text(encoding="utf-8").splitlines())) > 460}
+    assert not too_long, f"split these modules (over ~450 lines): {too_long}"

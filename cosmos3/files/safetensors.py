@@ -17,14 +17,10 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import Cosmos3Error
-
-if TYPE_CHECKING:  # pragma: no cover
-    from typing_extensions import Self
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
@@ -241,7 +237,7 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
     def close(self) -> None:
         self._handles.clear()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> SafetensorsReader:
         return self
 
     def __exit__(self, *exc) -> None:

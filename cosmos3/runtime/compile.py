@@ -1,6 +1,6 @@
 """Optional ``torch.compile`` of the generation layers (regional compilation).
 
-Each :class:`~cosmos3.model.transformer.GenLayer` is compiled in place with :meth:`torch.nn.Module.compile`. All
+Each :class:`~cosmos3.model.layers.GenLayer` is compiled in place with :meth:`torch.nn.Module.compile`. All
 layers share one code object and their weights are graph inputs, so one compiled graph serves every layer
 (recompiling only for new shapes: another resolution, prompt length, CFG batch or padding). The text tower
 runs once per prompt and stays eager. Compilation composes with fp8 storage (the upcast is compiled into

@@ -291,7 +291,7 @@ class TextTowerResidency:
         mode: ``"keep"`` (never move), ``"offload"`` (to ``offload_device`` after encoding, back on demand) or
             ``"drop"`` (free after encoding; ``reload()`` rebuilds it for the next new prompt).
         device: where encoding runs (default: the generation tower's device).
-        reload: returns a loaded :class:`~cosmos3.model.transformer.TextTower` (needed for ``"drop"``), e.g.
+        reload: returns a loaded :class:`~cosmos3.model.layers.TextTower` (needed for ``"drop"``), e.g.
             ``lambda: load_text_tower(path, dtype=..., device=...)``.
 
     ``loads`` counts how often the tower was brought (back) to the device after an eviction.
