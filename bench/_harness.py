@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # fixture builders (random checkpoints)
 sys.path.insert(0, str(ROOT))
 
-from cosmos3.model.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache # noqa: E402
+from cosmos3.model.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NANO = dict(
@@ -268,7 +268,8 @@ class DiffusersStep:
         rows, cols = math.ceil(height / p), math.ceil(width / p)
         num_vision = frames * rows * cols
         vision_ids, _ = get_3d_mrope_ids_vae_tokens(
-            grid_t=frames, grid_h=rows, grid_w=cols, temporal_offset=next_offset + cfg.unified_3d_mrope_temporal_modality_margin,
+            grid_t=frames, grid_h=rows, grid_w=cols,
+            temporal_offset=next_offset + cfg.unified_3d_mrope_temporal_modality_margin,
             reset_spatial_indices=cfg.unified_3d_mrope_reset_spatial_ids,
             fps=fps if cfg.enable_fps_modulation else None, base_fps=float(cfg.base_fps), temporal_compression_factor=4,
         )
@@ -357,7 +358,8 @@ def reset_peak_rss() -> bool:
 
 @contextmanager
 def peak_memory(device: str):
-    """``with peak_memory(dev) as m: ...`` -> ``m["rss"]`` (peak RSS bytes) and ``m["vram"]`` (peak CUDA bytes or None)."""
+    """``with peak_memory(dev) as m: ...`` -> ``m["rss"]`` (peak RSS bytes) and ``m["vram"]`` (peak CUDA bytes or
+    None)."""
     result: dict[str, int | None] = {"rss": None, "vram": None}
     reset_peak_rss()
     cuda = torch.device(device).type == "cuda"

@@ -57,8 +57,10 @@ def build(bench: Bench, backend: str):
 
 def main() -> None:
     bench = Bench(__doc__)
-    bench.parser.add_argument("--comfyui", default=None, help="ComfyUI checkout to import comfy.ldm.modules.attention from")
-    bench.parser.add_argument("--comfy-flag", default=None, help="one ComfyUI command-line flag choosing its attention kernel")
+    bench.parser.add_argument("--comfyui", default=None,
+                              help="ComfyUI checkout to import comfy.ldm.modules.attention from")
+    bench.parser.add_argument("--comfy-flag", default=None,
+                              help="one ComfyUI command-line flag choosing its attention kernel")
     args = bench.parse()
     comfy_kernel = import_comfyui(args.comfyui, args.comfy_flag) if args.comfyui else None
     usable, missing = [], []

@@ -64,7 +64,8 @@ def main() -> None:
         resident = v.step.resident()
         rows.append((name, mib(resident), f"{resident / base.step.resident():.2f}x",
                      f"{resident / ref.step.resident:.2f}x", v.step.schedule.peak_loaded, v.mib("rss"), v.mib("vram"),
-                     v.seconds()[0], ratio(v.timing, base.timing), ratio(ref.timing, v.timing), max_abs(v.out, base.out)))
+                     v.seconds()[0], ratio(v.timing, base.timing), ratio(ref.timing, v.timing),
+                     max_abs(v.out, base.out)))
     layer = module_nbytes(base.step.model.gen_tower.layers[0])
     bench.report(f"{args.dtype} on {args.device}, {args.grid} latent, one generation layer = {layer / 2**20:.0f} MiB, "
                  f"pinned={args.pin}", header, rows)

@@ -19,8 +19,9 @@ from cosmos3.model.transformer import BatchedTextKV, module_nbytes
 
 def groups(text: int, short: int) -> dict[str, list[str]]:
     """The variants by prompt lengths (``cond/uncond`` tokens): serial first, then the batched forms."""
+    unequal = f"{text}/{short}"
     return {f"{text}/{text}": [f"serial {text}/{text}", f"batched {text}/{text}"],
-            f"{text}/{short}": [f"serial {text}/{short}", f"batched {text}/{short} mask", f"batched {text}/{short} split"]}
+            unequal: [f"serial {unequal}", f"batched {unequal} mask", f"batched {unequal} split"]}
 
 
 @cache

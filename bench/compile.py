@@ -16,7 +16,6 @@ from cosmos3.model.transformer import BatchedTextKV
 from cosmos3.runtime.compile import compile_generation_layers
 
 
-
 @cache
 def models(bench: Bench) -> tuple[dict, dict[str, float]]:
     """``{"eager"|"compiled": (model, cond, uncond, cond+uncond batch)}`` and the compiling first steps' seconds."""

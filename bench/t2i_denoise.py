@@ -67,7 +67,8 @@ def main() -> None:
                      mib(resident), f"{resident / base.step.resident:.2f}x", v.mib("rss"), v.mib("rss_setup"),
                      v.mib("vram"), max_abs(v.out, base.out)))
     bench.report(f"{args.dtype} on {args.device}, {args.grid} latent ({tokens(args.grid)} tokens), prompts "
-                 f"{args.text_tokens}/{args.neg_tokens} tokens; encode_text, once per prompt pair: {build.encode_s:.3f} s",
+                 f"{args.text_tokens}/{args.neg_tokens} tokens; encode_text, once per prompt pair: "
+                 f"{build.encode_s:.3f} s",
                  header, rows, encode_s=build.encode_s)
 
 

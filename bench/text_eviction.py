@@ -49,12 +49,14 @@ def nano_accounting(text_tokens: int, neg_tokens: int) -> list[tuple[str, int]]:
     keep_fp32 = ("time_embedder",)
     diffusers_bytes = sum(p.numel() * (4 if n.startswith(keep_fp32) else 2) for n, p in reference.named_parameters())
     ours = Cosmos3Transformer(TransformerConfig.from_dict(config), device="meta", dtype=torch.bfloat16)
-    kv = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_dim"] * 2 * (text_tokens + neg_tokens)
+    kv_per_token = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_dim"] * 2
+    kv = kv_per_token * (text_tokens + neg_tokens)
     keep = param_bytes(ours) + kv
     evicted = param_bytes(ours.gen_tower) + kv
     swap_in_fp8_linears(ours)
     evicted_fp8 = param_bytes(ours.gen_tower) + kv
-    return [("diffusers", diffusers_bytes), ("ours keep", keep), ("ours evicted", evicted), ("ours evicted fp8", evicted_fp8)]
+    return [("diffusers", diffusers_bytes), ("ours keep", keep), ("ours evicted", evicted),
+            ("ours evicted fp8", evicted_fp8)]
 
 
 def main() -> None:
@@ -78,8 +80,8 @@ def main() -> None:
                      ratio(rss, base_rss) if rss and base_rss else "-", v.mib("vram"), v.seconds()[0],
                      ratio(base.timing, v.timing)))
     nano = nano_accounting(args.text_tokens, args.neg_tokens)
-    bench.report(f"{args.dtype} on {args.device}, {args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} tokens",
-                 header, rows, reload_s=min(reload_s), nano=dict(nano))
+    bench.report(f"{args.dtype} on {args.device}, {args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} "
+                 "tokens", header, rows, reload_s=min(reload_s), nano=dict(nano))
     print(f"new prompt after eviction ('drop'): text tower reload from the checkpoint {min(reload_s):.3f} s")
     print(f"\nreal Nano size (bf16 weights, sound+action heads, K/V of {args.text_tokens}+{args.neg_tokens} tokens):")
     table(("variant", "resident GiB", "vs diffusers"),

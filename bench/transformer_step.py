@@ -65,15 +65,18 @@ def main() -> None:
             free()
             ours_bytes = module_nbytes(ours) + cache.nbytes
             for case, spec in cases.items():
-                timed = interleaved(passes(ours, cache, reference, prompt, latents(spec, dtype, args.device)), args.runs)
+                x = latents(spec, dtype, args.device)
+                timed = interleaved(passes(ours, cache, reference, prompt, x), args.runs)
                 mine, theirs = timed["ours"], timed["diffusers"]
                 rows.append((case, dtype_name, str(args.text_tokens), str(tokens(spec)), f"{mine.wall:.3f}",
-                             f"{theirs.wall:.3f}", ratio(theirs.wall, mine.wall), ratio(theirs, mine), f"{encode_s:.3f}",
-                             mib(ours_bytes), mib(param_bytes(reference)), max_abs(mine.out, theirs.out)))
+                             f"{theirs.wall:.3f}", ratio(theirs.wall, mine.wall), ratio(theirs, mine),
+                             f"{encode_s:.3f}", mib(ours_bytes), mib(param_bytes(reference)),
+                             max_abs(mine.out, theirs.out)))
             del reference, ours, cache
             free()
-    bench.report(None, ("case", "dtype", "text", "vision", "ours pass s", "diffusers s", "speed-up", "cpu-time speed-up",
-                        "encode_text s", "ours resident MiB", "diffusers MiB", "max|diff|"), rows)
+    header = ("case", "dtype", "text", "vision", "ours pass s", "diffusers s", "speed-up", "cpu-time speed-up",
+              "encode_text s", "ours resident MiB", "diffusers MiB", "max|diff|")
+    bench.report(None, header, rows)
 
 
 if __name__ == "__main__":

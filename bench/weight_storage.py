@@ -49,8 +49,9 @@ def main() -> None:
     with bench.checkpoint():
         result = bench.run(partial(build, bench), VARIANTS, baseline=f"diffusers {args.dtype}")
     ref, reference, base = result[f"diffusers {args.dtype}"], result["fp32"], result["bf16"]
-    header = ("storage / compute", "model MiB", "sampling resident MiB", "vs bf16", "vs diffusers", "peak RSS sampling MiB",
-              "peak VRAM MiB", "s/step", "cpu time vs bf16", "speed-up vs diffusers (cpu)", "rel L2 vs fp32", "PSNR dB")
+    header = ("storage / compute", "model MiB", "sampling resident MiB", "vs bf16", "vs diffusers",
+              "peak RSS sampling MiB", "peak VRAM MiB", "s/step", "cpu time vs bf16", "speed-up vs diffusers (cpu)",
+              "rel L2 vs fp32", "PSNR dB")
     rows = []
     for name, v in result.items():
         err = error_stats(reference.out, v.out)

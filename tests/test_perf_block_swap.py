@@ -12,9 +12,9 @@ import torch
 from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
+from cosmos3.model.transformer import module_nbytes
 from cosmos3.runtime.compile import compile_generation_layers, uncompile_generation_layers
 from cosmos3.runtime.offload import BlockSwap, DeviceMover, disable_block_swap, enable_block_swap
-from cosmos3.model.transformer import module_nbytes
 
 LAYERS = 5
 
@@ -66,7 +66,10 @@ def test_results_are_identical_and_residency_is_bounded(model, swap, prefetch):
     assert schedule.peak_loaded <= min(swap, prefetch + 1)
     per_layer = module_nbytes(model.gen_tower.layers[-1])
     assert schedule.peak_swapped_bytes <= min(swap, prefetch + 1) * per_layer
-    assert schedule.device_bytes(model.gen_tower) <= module_nbytes(model.gen_tower) - max(0, swap - prefetch - 1) * per_layer
+    assert (
+        schedule.device_bytes(model.gen_tower)
+        <= module_nbytes(model.gen_tower) - max(0, swap - prefetch - 1) * per_layer
+    )
     runs = [i for kind, i in schedule.log if kind == "run"]
     assert runs == list(range(LAYERS)) * 2
     disable_block_swap(model)
@@ -178,7 +181,8 @@ def test_sampling_with_block_swap_matches_and_releases_the_prefetch(model):
     from cosmos3.text.encoding import EncodedPrompt
 
     prompt = EncodedPrompt(model.encode_text(torch.arange(3, 12)), model.encode_text(torch.arange(20, 25)),
-                           num_frames=5, height=32, width=32, fps=24.0, style="framework", cond_text="a", uncond_text="b")
+                           num_frames=5, height=32, width=32, fps=24.0, style="framework", cond_text="a",
+                           uncond_text="b")
     kwargs = dict(num_frames=5, height=32, width=32, steps=2, guidance_scale=3.0, shift=3.0)
     plain = sample(model, prompt, **kwargs)
     schedule = enable_block_swap(model, 3, mover=DeviceMover("cpu", copy=True), prefetch=1)

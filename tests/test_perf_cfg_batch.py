@@ -7,10 +7,10 @@ import torch
 from tiny_transformer import CONFIGS, build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.model.attention import register_attention_backend, attention
+from cosmos3.model.attention import attention, register_attention_backend
+from cosmos3.model.transformer import BatchedTextKV
 from cosmos3.sampling.loop import sample
 from cosmos3.text.encoding import EncodedPrompt
-from cosmos3.model.transformer import BatchedTextKV
 
 TOL = 1e-5
 

@@ -8,8 +8,8 @@ from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
 from cosmos3.model.fp8 import error_stats
-from cosmos3.sampling.loop import sample
 from cosmos3.runtime.step_cache import StepCache
+from cosmos3.sampling.loop import sample
 from cosmos3.text.encoding import EncodedPrompt
 
 STEPS = 12
