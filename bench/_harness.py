@@ -1,5 +1,9 @@
 """Shared bench harness: configs, random checkpoints, diffusers/ours step functions, timing and memory probes.
 
+Scripts use :class:`Bench` (end of this module): it parses the common options, writes the shared checkpoint,
+builds the diffusers baseline, times it with the script's variants and measures their memory; a script states
+only its variants and its table.
+
 Every bench script uses the same weights for all its variants (one random checkpoint written once), runs the
 variants interleaved (round-robin, ``--runs`` rounds after a warm-up) and reports the best wall and CPU time
 of each, while speed-up columns are the *median over rounds of the per-round ratio* (CPU time on a CPU: the
@@ -44,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # fixture builders (random checkpoints)
 sys.path.insert(0, str(ROOT))
 
-from cosmos3.model.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache # noqa: E402
+from cosmos3.model.transformer import BatchedTextKV, Cosmos3Transformer, TextKVCache  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NANO = dict(
@@ -158,6 +162,7 @@ def measured(device: str, setup_fn: Callable[[], Callable[[], Any]]) -> None:
     with peak_memory(device) as m:
         step()
     resident = getattr(step, "resident", None)
+    resident = resident() if callable(resident) else resident  # some accountings are only known after a step
     print("MEASURE " + json.dumps({"rss_setup": setup_peak, "rss": m["rss"], "vram": m["vram"], "resident": resident}))
 
 
@@ -263,7 +268,8 @@ class DiffusersStep:
         rows, cols = math.ceil(height / p), math.ceil(width / p)
         num_vision = frames * rows * cols
         vision_ids, _ = get_3d_mrope_ids_vae_tokens(
-            grid_t=frames, grid_h=rows, grid_w=cols, temporal_offset=next_offset + cfg.unified_3d_mrope_temporal_modality_margin,
+            grid_t=frames, grid_h=rows, grid_w=cols,
+            temporal_offset=next_offset + cfg.unified_3d_mrope_temporal_modality_margin,
             reset_spatial_indices=cfg.unified_3d_mrope_reset_spatial_ids,
             fps=fps if cfg.enable_fps_modulation else None, base_fps=float(cfg.base_fps), temporal_compression_factor=4,
         )
@@ -284,27 +290,6 @@ class DiffusersStep:
             return outs[0]
         c, u = outs
         return u + self.guidance * (c - u)
-
-
-def diffusers_step(
-    args: argparse.Namespace, config: dict[str, Any], folder: Path, neg_tokens: int | None = None, model: Any = None
-) -> Callable[[], torch.Tensor]:
-    """The diffusers baseline every bench compares with: one CFG step (cond + uncond joint forwards) on the
-    same weights, prompts and latents; ``.resident`` = its weight bytes (the whole joint model), ``.model`` the
-    loaded diffusers model (pass it back as ``model`` to build another baseline without reloading)."""
-    dtype, device = DTYPES[args.dtype], args.device
-    model = model if model is not None else load_diffusers(folder, dtype, device)
-    x = latents(args.grid, dtype, device)
-    negative = args.neg_tokens if neg_tokens is None else neg_tokens
-    run = DiffusersStep(model, ids(args.text_tokens, config["vocab_size"], seed=0),
-                        ids(negative, config["vocab_size"], seed=1), x, 999.0)
-
-    def step() -> torch.Tensor:
-        return run(x)
-
-    step.resident = param_bytes(model)
-    step.model = model
-    return step
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -373,7 +358,8 @@ def reset_peak_rss() -> bool:
 
 @contextmanager
 def peak_memory(device: str):
-    """``with peak_memory(dev) as m: ...`` -> ``m["rss"]`` (peak RSS bytes) and ``m["vram"]`` (peak CUDA bytes or None)."""
+    """``with peak_memory(dev) as m: ...`` -> ``m["rss"]`` (peak RSS bytes) and ``m["vram"]`` (peak CUDA bytes or
+    None)."""
     result: dict[str, int | None] = {"rss": None, "vram": None}
     reset_peak_rss()
     cuda = torch.device(device).type == "cuda"
@@ -406,6 +392,16 @@ def ratio(a: float | Timing, b: float | Timing) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
 
+def max_abs(a: torch.Tensor, b: torch.Tensor) -> str:
+    """``max |a - b|`` as ``"1.2e-03"``."""
+    return f"{(a - b).abs().max().item():.1e}"
+
+
+def psnr(db: float) -> str:
+    """A PSNR in dB as ``"42.1"`` (``"inf"`` for identical outputs)."""
+    return "inf" if db == math.inf else f"{db:.1f}"
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -433,3 +429,140 @@ def free(*objects: Any) -> None:
         pass
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------- the entry point
+
+
+@dataclass
+class Variant:
+    """One timed variant: its step (with what its builder attached, e.g. ``.resident``), its :class:`Timing` and
+    its memory figures from the isolated subprocess (``rss``, ``rss_setup``, ``vram``; empty with ``--no-memory``)."""
+
+    step: Callable[[], Any]
+    timing: Timing
+    memory: dict[str, Any]
+
+    @property
+    def out(self) -> Any:
+        return self.timing.out
+
+    def seconds(self) -> tuple[str, str]:
+        """The ``s/step`` and ``cpu s/step`` cells."""
+        return f"{self.timing.wall:.3f}", f"{self.timing.cpu:.3f}"
+
+    def mib(self, key: str) -> str:
+        """A memory figure in MiB (``rss``, ``rss_setup`` or ``vram``), ``-`` when not measured."""
+        return mib(self.memory.get(key))
+
+
+class Bench:
+    """What every bench script shares: the options, the random checkpoint, the diffusers baseline, the prompt
+    pair, and one interleaved run of the baseline and the script's variants with memory from subprocesses.
+
+        bench = Bench(__doc__, runs=2)                    # the docstring's first paragraph is the --help text
+        bench.parser.add_argument("--pin", action="store_true")
+        args = bench.parse()
+        with bench.checkpoint():
+            result = bench.run(build, ["no swap", "swap 2/4"])   # {"diffusers": Variant, "no swap": ..., ...}
+        bench.report(title, header, rows)
+
+    ``build(name)`` returns the variant's step function (see :meth:`run`).
+    """
+
+    def __init__(self, doc: str, **defaults: Any):
+        self.parser = parser(doc.split("\n\n")[0])
+        self.parser.set_defaults(**defaults)
+        self.timestep = 999.0  # the denoising timestep every step runs at
+        self.folder: Path | None = None  # the checkpoint, inside ``with bench.checkpoint()``
+        self._reference = None  # the diffusers model, loaded once and shared by the baselines
+
+    def parse(self) -> argparse.Namespace:
+        """Parse the command line and apply it (:func:`setup`): sets ``args``, ``config``, ``dtype`` and ``device``."""
+        self.args = self.parser.parse_args()
+        self.config = setup(self.args)
+        self.dtype, self.device = DTYPES[self.args.dtype], self.args.device
+        return self.args
+
+    @contextmanager
+    def checkpoint(self):
+        """The shared random checkpoint (``--checkpoint`` in a memory subprocess), as ``folder`` while open."""
+        with checkpoint(self.args, self.config) as folder:
+            self.folder = folder
+            try:
+                yield folder
+            finally:
+                self.folder = self._reference = None
+
+    def prompt_ids(self, negative: bool = False) -> torch.Tensor:
+        """The random prompt (``--text-tokens``, seed 0) or negative prompt (``--neg-tokens``, seed 1) ids."""
+        if negative:
+            return ids(self.args.neg_tokens, self.config["vocab_size"], seed=1)
+        return ids(self.args.text_tokens, self.config["vocab_size"], seed=0)
+
+    def latents(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The ``--grid`` latents, in ``dtype`` (default ``--dtype``) on ``--device``."""
+        return latents(self.args.grid, dtype or self.dtype, self.device)
+
+    def encode(self, model: Cosmos3Transformer) -> tuple[TextKVCache, TextKVCache]:
+        """The prompt pair's text K/V caches: ``(cond, uncond)``."""
+        return model.encode_text(self.prompt_ids()), model.encode_text(self.prompt_ids(negative=True))
+
+    def ours(self, evict: bool = True, **load: Any):
+        """Our transformer from the checkpoint (``load`` overrides ``load_transformer``'s arguments) with the prompt
+        pair encoded and, with ``evict``, the text tower dropped: ``(model, cond, uncond)``."""
+        from cosmos3 import load_transformer
+
+        model = load_transformer(self.folder, **{"dtype": self.dtype, "device": self.device, **load})
+        cond, uncond = self.encode(model)
+        if evict:
+            model.drop_text_tower()
+            free()
+        return model, cond, uncond
+
+    def diffusers(self, neg_tokens: int | None = None) -> Callable[[], torch.Tensor]:
+        """The diffusers baseline every bench compares with: one CFG step (cond + uncond joint forwards) on the same
+        weights, prompts (``neg_tokens`` overrides ``--neg-tokens``) and latents; ``.resident`` = its weight bytes
+        (the whole joint model). The model is loaded once per checkpoint."""
+        if self._reference is None:
+            self._reference = load_diffusers(self.folder, self.dtype, self.device)
+        model, x = self._reference, self.latents()
+        negative = self.args.neg_tokens if neg_tokens is None else neg_tokens
+        run = DiffusersStep(model, self.prompt_ids(), ids(negative, self.config["vocab_size"], seed=1), x,
+                            self.timestep)
+
+        def step() -> torch.Tensor:
+            return run(x)
+
+        step.resident = param_bytes(model)
+        return step
+
+    def run(
+        self, build: Callable[[str], Callable[[], Any]], names: Sequence[str], baseline: str | None = "diffusers",
+        memory: bool | Sequence[str] = True,
+    ) -> dict[str, Variant]:
+        """Time the diffusers baseline (named ``baseline``; None: none) and ``build(name)`` for each of ``names``,
+        interleaved (:func:`interleaved`, ``--runs`` rounds), then measure memory in a fresh subprocess per variant
+        (``memory``: all of them, none, or these names). In such a subprocess (``--measure NAME``) this builds and
+        measures that one variant and exits. Call inside ``with bench.checkpoint()``."""
+
+        def make(name: str) -> Callable[[], Any]:
+            return self.diffusers() if name == baseline else build(name)
+
+        names = [baseline, *names] if baseline else list(names)
+        if self.args.measure:
+            measured(self.device, lambda: make(self.args.measure))
+            sys.exit(0)
+        print(machine())
+        steps = {name: make(name) for name in names}
+        timings = interleaved(steps, self.args.runs)
+        measure = names if memory is True else list(memory or ())
+        usage = isolated(self.args, self.folder, measure)
+        return {name: Variant(steps[name], timings[name], usage.get(name, {})) for name in names}
+
+    def report(self, title: str | None, header: Sequence[str], rows: Sequence[Sequence[Any]], **extra: Any) -> None:
+        """Print ``title`` and the table; with ``--json``, also write the rows (and ``extra``) there."""
+        if title is not None:
+            print(title)
+        table(header, rows)
+        dump(self.args, header, rows, **extra)

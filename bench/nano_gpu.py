@@ -20,42 +20,25 @@ On a CPU the same script runs with ``--preset scaled --device cpu`` as a smoke t
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
-from _harness import (
-    DTYPES,
-    free,
-    ids,
-    interleaved,
-    latents,
-    machine,
-    mib,
-    ours_step,
-    parser,
-    peak_memory,
-    random_model,
-    setup,
-    sync,
-    table,
-    tokens,
-)
+from _harness import Bench, free, interleaved, machine, mib, ours_step, peak_memory, random_model, sync, table, tokens
 
 from cosmos3.model.attention import available_attention_backends
-from cosmos3.runtime.compile import compile_generation_layers, uncompile_generation_layers
-from cosmos3.runtime.offload import disable_block_swap, enable_block_swap
 from cosmos3.model.fp8 import error_stats, quantize_model_fp8, set_fp8_matmul
 from cosmos3.model.transformer import BatchedTextKV, module_nbytes
+from cosmos3.runtime.compile import compile_generation_layers, uncompile_generation_layers
+from cosmos3.runtime.offload import disable_block_swap, enable_block_swap
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--swap", default="18,34", help="comma list of blocks_to_swap values to time")
-    p.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) of the layers")
-    p.add_argument("--only", default=None, help="comma list of variant names to run")
-    p.set_defaults(preset="nano", grid="1x64x64", runs=3)
-    args = p.parse_args()
-    config = setup(args)
-    dtype, device = DTYPES[args.dtype], args.device
+    bench = Bench(__doc__, preset="nano", grid="1x64x64", runs=3)
+    bench.parser.add_argument("--swap", default="18,34", help="comma list of blocks_to_swap values to time")
+    bench.parser.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) of the layers")
+    bench.parser.add_argument("--only", default=None, help="comma list of variant names to run")
+    args = bench.parse()
+    config, dtype, device = bench.config, bench.dtype, bench.device
     only = set(args.only.split(",")) if args.only else None
     print(machine())
     print(f"config {config}, {args.dtype}, grid {args.grid} ({tokens(args.grid)} tokens), prompts "
@@ -78,10 +61,9 @@ def main() -> None:
     model = random_model(config, dtype, device)
     sync()
     print(f"random model built in {time.perf_counter() - start:.1f} s: {module_nbytes(model) / 2**30:.2f} GiB")
-    cond = model.encode_text(ids(args.text_tokens, config["vocab_size"], seed=0))
-    uncond = model.encode_text(ids(args.neg_tokens, config["vocab_size"], seed=1))
+    cond, uncond = bench.encode(model)
     kv = cond.nbytes + uncond.nbytes
-    x = latents(args.grid, dtype, device)
+    x = bench.latents()
 
     def plain():
         return ours_step(model, x, 999.0, cond, uncond)
@@ -92,7 +74,7 @@ def main() -> None:
     evicted = record("evicted", plain, module_nbytes(model) + kv)
     reference = reference if reference is not None else evicted
     both = BatchedTextKV.from_caches([cond, uncond], device=device)
-    record("evicted cfg-batch", lambda: ours_step(model, x, 999.0, cond, uncond, batched=both),
+    record("evicted cfg-batch", partial(ours_step, model, x, 999.0, cond, uncond, batched=both),
            module_nbytes(model) + both.nbytes, reference)
     del both
     for name in available_attention_backends():
@@ -120,7 +102,8 @@ def main() -> None:
             continue
         schedule = enable_block_swap(model, value, device, pin_memory=torch.cuda.is_available(), prefetch=1)
         free()
-        record(f"block swap {value}/{layers}", plain, lambda: schedule.device_bytes(model.gen_tower) + kv, reference)
+        record(f"block swap {value}/{layers}", plain,
+               lambda schedule=schedule: schedule.device_bytes(model.gen_tower) + kv, reference)
         disable_block_swap(model)
         free()
     quantize_model_fp8(model)

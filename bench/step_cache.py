@@ -12,55 +12,32 @@ about image quality (measure on real weights before enabling it by default: it i
 
 from __future__ import annotations
 
-from _harness import (
-    DTYPES,
-    checkpoint,
-    diffusers_step,
-    dump,
-    free,
-    grid,
-    ids,
-    interleaved,
-    machine,
-    parser,
-    ratio,
-    setup,
-    table,
-)
+from _harness import Bench, free, grid, interleaved, machine, psnr, ratio
 
-from cosmos3 import load_transformer
-from cosmos3.model.fp8 import error_stats
 from cosmos3.geometry import Geometry
+from cosmos3.model.fp8 import error_stats
+from cosmos3.runtime.step_cache import StepCache
 from cosmos3.sampling.loop import sample
 from cosmos3.sampling.schedulers import build_sampler
-from cosmos3.runtime.step_cache import StepCache
 from cosmos3.text.encoding import EncodedPrompt
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--shift", type=float, default=3.0)
-    p.add_argument("--thresholds", default="0.02,0.05,0.1,0.2")
-    p.add_argument("--warmup", type=int, default=3, help="StepCache warmup_steps")
-    p.set_defaults(runs=2)
-    args = p.parse_args()
-    config = setup(args)
-    dtype, device = DTYPES[args.dtype], args.device
+    bench = Bench(__doc__, runs=2)
+    bench.parser.add_argument("--steps", type=int, default=30)
+    bench.parser.add_argument("--guidance", type=float, default=4.0)
+    bench.parser.add_argument("--shift", type=float, default=3.0)
+    bench.parser.add_argument("--thresholds", default="0.02,0.05,0.1,0.2")
+    bench.parser.add_argument("--warmup", type=int, default=3, help="StepCache warmup_steps")
+    args = bench.parse()
     frames, h, w = grid(args.grid)
     num_frames, height, width = (frames - 1) * 4 + 1, h * 16, w * 16
     print(machine())
-    with checkpoint(args, config) as folder:
-        model = load_transformer(folder, dtype=dtype, device=device)
-        prompt = EncodedPrompt(
-            model.encode_text(ids(args.text_tokens, config["vocab_size"], seed=0)),
-            model.encode_text(ids(args.neg_tokens, config["vocab_size"], seed=1)),
-            geometry=Geometry(num_frames, height, width), style="framework", cond_text="", uncond_text="",
-        )
-        model.drop_text_tower()
-        free()
-        kwargs = dict(guidance_scale=args.guidance, seed=0, device=device)
+    with bench.checkpoint():
+        model, cond, uncond = bench.ours()
+        prompt = EncodedPrompt(cond, uncond, geometry=Geometry(num_frames, height, width), style="framework",
+                               cond_text="", uncond_text="")
+        kwargs = dict(guidance_scale=args.guidance, seed=0, device=args.device)
         caches = {"off": None}
         for value in args.thresholds.split(","):
             caches[f"threshold {float(value):g}"] = StepCache(threshold=float(value), warmup_steps=args.warmup)
@@ -71,9 +48,9 @@ def main() -> None:
             )
 
         timings = interleaved({name: runner(cache) for name, cache in caches.items()}, args.runs)
-        model = prompt = None
+        model = prompt = cond = uncond = None  # the diffusers baseline below runs alone
         free()
-        reference = interleaved({"diffusers": diffusers_step(args, config, folder)}, max(2, args.runs))["diffusers"]
+        reference = interleaved({"diffusers": bench.diffusers()}, max(2, args.runs))["diffusers"]
     base = timings["off"]
     print(f"diffusers (no cache) CFG step on the same weights: {reference.wall:.3f} s/step "
           f"({reference.cpu:.3f} cpu s) -> {reference.wall * args.steps:.2f} s per {args.steps}-step run")
@@ -86,12 +63,9 @@ def main() -> None:
         skipped = len(cache.skipped_steps) if cache is not None else 0
         rows.append((name, f"{skipped}/{args.steps}", f"{t.wall:.2f}", f"{t.wall / args.steps:.3f}", ratio(base, t),
                      f"{args.steps / (args.steps - skipped):.2f}x", ratio(reference.cpu * args.steps, t.cpu),
-                     f"{err['max_abs']:.3f}", f"{err['rel_l2']:.2e}",
-                     "inf" if err["psnr"] == float("inf") else f"{err['psnr']:.1f}"))
-    print(f"{args.dtype} on {device}, {width}x{height}x{num_frames}, {args.steps} steps, CFG {args.guidance}, "
-          f"shift {args.shift}, warm-up {args.warmup}")
-    table(header, rows)
-    dump(args, header, rows)
+                     f"{err['max_abs']:.3f}", f"{err['rel_l2']:.2e}", psnr(err["psnr"])))
+    bench.report(f"{args.dtype} on {args.device}, {width}x{height}x{num_frames}, {args.steps} steps, "
+                 f"CFG {args.guidance}, shift {args.shift}, warm-up {args.warmup}", header, rows)
 
 
 if __name__ == "__main__":

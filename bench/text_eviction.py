@@ -13,59 +13,23 @@ weight-byte accounting for the real Nano size (meta tensors, nothing allocated).
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
-from _harness import (
-    DTYPES,
-    NANO,
-    DiffusersStep,
-    checkpoint,
-    dump,
-    free,
-    ids,
-    interleaved,
-    isolated,
-    latents,
-    load_diffusers,
-    machine,
-    measured,
-    mib,
-    ours_step,
-    param_bytes,
-    parser,
-    ratio,
-    setup,
-    table,
-)
+from _harness import NANO, Bench, mib, ours_step, param_bytes, ratio, table
 
-from cosmos3 import Cosmos3Transformer, TransformerConfig, load_transformer
+from cosmos3 import Cosmos3Transformer, TransformerConfig
 from cosmos3.model.fp8 import swap_in_fp8_linears
-from cosmos3.model.transformer import module_nbytes
 from cosmos3.model.loading import load_text_tower
+from cosmos3.model.transformer import module_nbytes
 
-VARIANTS = ("diffusers", "ours keep", "ours evicted", "ours evicted fp8")
+VARIANTS = ("ours keep", "ours evicted", "ours evicted fp8")
 
 
-def build(variant: str, args, config, folder):
-    dtype, device = DTYPES[args.dtype], args.device
-    cond_ids = ids(args.text_tokens, config["vocab_size"], seed=0)
-    uncond_ids = ids(args.neg_tokens, config["vocab_size"], seed=1)
-    x = latents(args.grid, dtype, device)
-    if variant == "diffusers":
-        model = load_diffusers(folder, dtype, device)
-        run = DiffusersStep(model, cond_ids, uncond_ids, x, 999.0)
-
-        def step():
-            return run(x)
-
-        step.resident = param_bytes(model)
-        return step
+def build(bench: Bench, variant: str):
     storage = "fp8_e4m3fn" if variant.endswith("fp8") else None
-    model = load_transformer(folder, dtype=dtype, device=device, weight_storage=storage)
-    cond, uncond = model.encode_text(cond_ids), model.encode_text(uncond_ids)
-    if variant != "ours keep":
-        model.drop_text_tower()
-        free()
+    model, cond, uncond = bench.ours(evict=variant != "ours keep", weight_storage=storage)
+    x = bench.latents()
 
     def step():
         return ours_step(model, x, 999.0, cond, uncond)
@@ -85,50 +49,43 @@ def nano_accounting(text_tokens: int, neg_tokens: int) -> list[tuple[str, int]]:
     keep_fp32 = ("time_embedder",)
     diffusers_bytes = sum(p.numel() * (4 if n.startswith(keep_fp32) else 2) for n, p in reference.named_parameters())
     ours = Cosmos3Transformer(TransformerConfig.from_dict(config), device="meta", dtype=torch.bfloat16)
-    kv = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_dim"] * 2 * (text_tokens + neg_tokens)
+    kv_per_token = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * config["head_dim"] * 2
+    kv = kv_per_token * (text_tokens + neg_tokens)
     keep = param_bytes(ours) + kv
     evicted = param_bytes(ours.gen_tower) + kv
     swap_in_fp8_linears(ours)
     evicted_fp8 = param_bytes(ours.gen_tower) + kv
-    return [("diffusers", diffusers_bytes), ("ours keep", keep), ("ours evicted", evicted), ("ours evicted fp8", evicted_fp8)]
+    return [("diffusers", diffusers_bytes), ("ours keep", keep), ("ours evicted", evicted),
+            ("ours evicted fp8", evicted_fp8)]
 
 
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    args = p.parse_args()
-    config = setup(args)
-    with checkpoint(args, config) as folder:
-        if args.measure:
-            measured(args.device, lambda: build(args.measure, args, config, folder))
-            return
-        print(machine())
-        steps = {v: build(v, args, config, folder) for v in VARIANTS}
-        timings = interleaved(steps, args.runs)
+    bench = Bench(__doc__)
+    args = bench.parse()
+    with bench.checkpoint() as folder:
+        result = bench.run(partial(build, bench), VARIANTS)
         reload_s = []
         for _ in range(max(1, args.runs)):
             start = time.perf_counter()
-            load_text_tower(folder, dtype=DTYPES[args.dtype], device=args.device)
+            load_text_tower(folder, dtype=bench.dtype, device=args.device)
             reload_s.append(time.perf_counter() - start)
-        memory = isolated(args, folder, VARIANTS)
-    base = timings["diffusers"]
-    resident = {v: steps[v].resident for v in VARIANTS}
+    base = result["diffusers"]
     header = ("variant", "resident weights+K/V MiB", "vs diffusers", "peak RSS sampling MiB", "vs diffusers",
               "peak VRAM MiB", "s/step", "cpu speed-up")
     rows = []
-    base_rss = memory.get("diffusers", {}).get("rss")
-    for name in VARIANTS:
-        mem = memory.get(name, {})
-        rows.append((name, mib(resident[name]), f"{resident[name] / resident['diffusers']:.2f}x", mib(mem.get("rss")),
-                     ratio(mem["rss"], base_rss) if mem.get("rss") and base_rss else "-", mib(mem.get("vram")),
-                     f"{timings[name].wall:.3f}", ratio(base, timings[name])))
-    print(f"{args.dtype} on {args.device}, {args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} tokens")
-    table(header, rows)
-    print(f"new prompt after eviction ('drop'): text tower reload from the checkpoint {min(reload_s):.3f} s")
+    base_rss = base.memory.get("rss")
+    for name, v in result.items():
+        rss = v.memory.get("rss")
+        rows.append((name, mib(v.step.resident), f"{v.step.resident / base.step.resident:.2f}x", v.mib("rss"),
+                     ratio(rss, base_rss) if rss and base_rss else "-", v.mib("vram"), v.seconds()[0],
+                     ratio(base.timing, v.timing)))
     nano = nano_accounting(args.text_tokens, args.neg_tokens)
+    bench.report(f"{args.dtype} on {args.device}, {args.grid} latent, prompts {args.text_tokens}/{args.neg_tokens} "
+                 "tokens", header, rows, reload_s=min(reload_s), nano=dict(nano))
+    print(f"new prompt after eviction ('drop'): text tower reload from the checkpoint {min(reload_s):.3f} s")
     print(f"\nreal Nano size (bf16 weights, sound+action heads, K/V of {args.text_tokens}+{args.neg_tokens} tokens):")
     table(("variant", "resident GiB", "vs diffusers"),
           [(n, f"{b / 2**30:.2f}", f"{b / nano[0][1]:.2f}x") for n, b in nano])
-    dump(args, header, rows, reload_s=min(reload_s), nano={n: b for n, b in nano})
 
 
 if __name__ == "__main__":

@@ -19,20 +19,17 @@ import time
 
 from _harness import (
     DTYPES,
+    Bench,
     DiffusersStep,
-    checkpoint,
     free,
-    ids,
     interleaved,
     latents,
     load_diffusers,
     machine,
+    max_abs,
     mib,
     param_bytes,
-    parser,
     ratio,
-    setup,
-    table,
     tokens,
 )
 
@@ -40,18 +37,22 @@ from cosmos3 import load_transformer
 from cosmos3.model.transformer import module_nbytes
 
 
+def passes(ours, cache, reference, prompt, x) -> dict:
+    """One generation pass each: ours against the cached prompt K/V, diffusers' joint forward (no CFG)."""
+    diffusers_pass = DiffusersStep(reference, prompt, None, x, 999.0)
+    return {"ours": lambda: ours.velocity(x, 999, cache, fps=24.0).float(), "diffusers": lambda: diffusers_pass(x)}
+
+
 def main() -> None:
-    p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp16")
-    p.add_argument("--t2v", default="4x30x52", help="T2V latent TxHxW (4x30x52 -> 1560 tokens)")
-    p.set_defaults(runs=2)
-    args = p.parse_args()
-    config = setup(args)
+    bench = Bench(__doc__, runs=2)
+    bench.parser.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32,bf16,fp16")
+    bench.parser.add_argument("--t2v", default="4x30x52", help="T2V latent TxHxW (4x30x52 -> 1560 tokens)")
+    args = bench.parse()
     cases = {"T2I": args.grid, "T2V": args.t2v}
     print(machine())
     rows = []
-    with checkpoint(args, config) as folder:
-        prompt = ids(args.text_tokens, config["vocab_size"], seed=0)
+    with bench.checkpoint() as folder:
+        prompt = bench.prompt_ids()
         for dtype_name in args.dtypes.split(","):
             dtype = DTYPES[dtype_name.strip()]
             reference = load_diffusers(folder, dtype, args.device)
@@ -63,21 +64,19 @@ def main() -> None:
             ours.drop_text_tower()  # the pass below runs with the generation tower only
             free()
             ours_bytes = module_nbytes(ours) + cache.nbytes
-            ref_bytes = param_bytes(reference)
             for case, spec in cases.items():
                 x = latents(spec, dtype, args.device)
-                diffusers_pass = DiffusersStep(reference, prompt, None, x, 999.0)
-                timed = interleaved({"ours": lambda: ours.velocity(x, 999, cache, fps=24.0).float(),
-                                     "diffusers": lambda: diffusers_pass(x)}, args.runs)
-                diff = (timed["ours"].out - timed["diffusers"].out).abs().max().item()
-                rows.append((case, dtype_name, str(args.text_tokens), str(tokens(spec)), f"{timed['ours'].wall:.3f}",
-                             f"{timed['diffusers'].wall:.3f}", ratio(timed["diffusers"].wall, timed["ours"].wall),
-                             ratio(timed["diffusers"], timed["ours"]), f"{encode_s:.3f}", mib(ours_bytes),
-                             mib(ref_bytes), f"{diff:.1e}"))
+                timed = interleaved(passes(ours, cache, reference, prompt, x), args.runs)
+                mine, theirs = timed["ours"], timed["diffusers"]
+                rows.append((case, dtype_name, str(args.text_tokens), str(tokens(spec)), f"{mine.wall:.3f}",
+                             f"{theirs.wall:.3f}", ratio(theirs.wall, mine.wall), ratio(theirs, mine),
+                             f"{encode_s:.3f}", mib(ours_bytes), mib(param_bytes(reference)),
+                             max_abs(mine.out, theirs.out)))
             del reference, ours, cache
             free()
-    table(("case", "dtype", "text", "vision", "ours pass s", "diffusers s", "speed-up", "cpu-time speed-up",
-           "encode_text s", "ours resident MiB", "diffusers MiB", "max|diff|"), rows)
+    header = ("case", "dtype", "text", "vision", "ours pass s", "diffusers s", "speed-up", "cpu-time speed-up",
+              "encode_text s", "ours resident MiB", "diffusers MiB", "max|diff|")
+    bench.report(None, header, rows)
 
 
 if __name__ == "__main__":

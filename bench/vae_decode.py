@@ -8,12 +8,13 @@ decoder_base_dim 256, z_dim 48; fan-in scaled so activations stay O(1)). Run fro
 
 How memory is measured (CPU, honest): every variant runs in a fresh subprocess. After the model and the
 latent are loaded and every weight page has been touched (safetensors loads may be memory-mapped; weight
-page-ins are not activation memory), the process resets its resident-set high-water mark (``echo 5 > /proc/self/clear_refs``,
-Linux >= 4.0) and reads its current RSS; after decoding it reads ``VmHWM``. Peak = VmHWM - RSS before decode,
-i.e. every byte the decode made resident (activations, caches, backend scratch and the output tensor), and
-nothing from model construction or loading. If ``clear_refs`` is not writable the script falls back to
-``ru_maxrss`` minus the RSS before decoding and says so (an upper bound only if loading peaked lower). On
-CUDA (``--device cuda``) it uses ``torch.cuda.reset_peak_memory_stats`` / ``max_memory_allocated``.
+page-ins are not activation memory), the process resets its resident-set high-water mark
+(``echo 5 > /proc/self/clear_refs``, Linux >= 4.0) and reads its current RSS; after decoding it reads ``VmHWM``.
+Peak = VmHWM - RSS before decode, i.e. every byte the decode made resident (activations, caches, backend
+scratch and the output tensor), and nothing from model construction or loading. If ``clear_refs`` is not
+writable the script falls back to ``ru_maxrss`` minus the RSS before decoding and says so (an upper bound only
+if loading peaked lower). On CUDA (``--device cuda``) it uses ``torch.cuda.reset_peak_memory_stats`` /
+``max_memory_allocated``.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def make_checkpoint(folder: Path, dtype: torch.dtype, seed: int) -> None:
     """Write a diffusers-layout vae folder with random Wan 2.2-width weights (both loaders read it)."""
     from safetensors.torch import save_file
 
-    from cosmos3.vae.model import WanVAE
     from cosmos3.vae.config import WanVAEConfig
+    from cosmos3.vae.model import WanVAE
 
     gen = torch.Generator().manual_seed(seed)
     config = WanVAEConfig(
@@ -183,7 +184,8 @@ def main() -> None:
 
     print(
         f"decode latent {list(z.shape)} -> video [1, 3, {args.frames}, {args.height}, {args.width}], {args.dtype}, "
-        f"device {args.device}, {args.threads} threads; ours-tiled: tile {args.tile_size}px overlap {args.tile_overlap}px",
+        f"device {args.device}, {args.threads} threads; ours-tiled: tile {args.tile_size}px "
+        f"overlap {args.tile_overlap}px",
         flush=True,
     )
     results = {}
@@ -202,7 +204,8 @@ def main() -> None:
     base = results.get("diffusers")
     ref_out = load_file(str(workdir / "out-diffusers.safetensors"))["x"] if base else None
     print(f"\nmemory method: {next(iter(results.values()))['method']}")
-    print(f"{'variant':16s} {'time s':>8s} {'peak MiB':>10s} {'time/diff':>10s} {'peak/diff':>10s} {'max|d| vs diff':>15s}")
+    print(f"{'variant':16s} {'time s':>8s} {'peak MiB':>10s} {'time/diff':>10s} {'peak/diff':>10s} "
+          f"{'max|d| vs diff':>15s}")
     for variant, r in results.items():
         row = f"{variant:16s} {r['seconds']:8.1f} {r['peak_bytes'] / 2**20:10.1f}"
         if base:

@@ -1,8 +1,6 @@
 """Pytest fixtures that run the pack against the ComfyUI stand-in in ``tests/comfy_stub``.
 
-Use in a test module::
-
-    from comfy_fixtures import comfy_stub, comfy_pack  # noqa: F401  (pytest fixtures)
+``conftest.py`` registers this module as a plugin, so a test module just asks for the fixtures::
 
     def test_something(comfy_pack, comfy_stub):
         node = comfy_pack.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]()
@@ -27,7 +25,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from support import REPO_ROOT, load_pack_as_comfyui
 
 STUB_DIR = Path(__file__).resolve().parent / "comfy_stub"

@@ -102,7 +102,7 @@ class ComfyServer:
     # -- lifecycle ---------------------------------------------------------------------------------------
     @classmethod
     def start(cls, comfy_dir: Path, workspace: Workspace, *, python: str | None = None, ready_timeout: float = 300.0,
-              extra_args: tuple[str, ...] = ()) -> "ComfyServer":
+              extra_args: tuple[str, ...] = ()) -> ComfyServer:
         comfy_dir = Path(comfy_dir)
         port = free_port()
         command = [
@@ -132,7 +132,9 @@ class ComfyServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"ComfyUI exited with code {self.process.returncode} during start-up:\n{self.log_tail()}")
+                raise ServerError(
+                    f"ComfyUI exited with code {self.process.returncode} during start-up:\n{self.log_tail()}"
+                )
             try:
                 self.get_json("/system_stats", timeout=5)
                 return
@@ -156,7 +158,7 @@ class ComfyServer:
                     pass
                 self.process.wait(10)
 
-    def __enter__(self) -> "ComfyServer":
+    def __enter__(self) -> ComfyServer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-WORDNET_LEMMAS = ("knife", "woman", "gun", "glass", "box", "church", "fly", "zorblax", "mouse", "bus", "lens", "baz", "quuxfang")
+WORDNET_LEMMAS = (
+    "knife", "woman", "gun", "glass", "box", "church", "fly", "zorblax", "mouse", "bus", "lens", "baz", "quuxfang",
+)
 WORDNET_EXCEPTIONS = ("knives knife", "women woman", "mice mouse", "foos bar", "foos baz")
 _HEADER = "  1 This software and database is being provided for testing only\n"
 

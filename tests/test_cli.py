@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cosmos3.files import media as media_io
 from cosmos3.cli import main
 from cosmos3.demo import build_demo_checkpoint
+from cosmos3.files import media as media_io
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ import sys
 
 import pytest
 import torch
-
-from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 from support import REPO_ROOT, load_pack_as_comfyui
 
 
@@ -35,7 +33,9 @@ def test_model_files_and_folders(acc, comfy_stub):
     assert acc.list_model_files("diffusion_models") == ["b.sft", "cosmos3_nano.safetensors"]
     assert acc.list_model_files("no_such_key") == []
     assert acc.model_file_path("diffusion_models", "b.sft") == models / "unet" / "b.sft"
-    with pytest.raises(FileNotFoundError, match=r"'nope.safetensors' not found in the 'diffusion_models' model folders: .*unet"):
+    with pytest.raises(
+        FileNotFoundError, match=r"'nope.safetensors' not found in the 'diffusion_models' model folders: .*unet"
+    ):
         acc.model_file_path("diffusion_models", "nope.safetensors")
     with pytest.raises(ValueError, match="only safetensors"):
         acc.model_file_path("diffusion_models", "legacy.ckpt")

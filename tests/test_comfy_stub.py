@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from comfy_fixtures import STUB_DIR, comfy_pack, comfy_stub, install_comfy_stub  # noqa: F401
+from comfy_fixtures import STUB_DIR, install_comfy_stub
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -222,7 +221,9 @@ def test_progress_bar(comfy_stub):
     comfy_stub.interrupt()
     with pytest.raises(comfy_stub.mm.InterruptProcessingException):
         bar.update_absolute(1, 10, preview=("JPEG", None, 512))
-    assert comfy_stub.progress_calls[-1]["preview"] == ("JPEG", None, 512) and comfy_stub.progress_calls[-1]["total"] == 10
+    assert (
+        comfy_stub.progress_calls[-1]["preview"] == ("JPEG", None, 512) and comfy_stub.progress_calls[-1]["total"] == 10
+    )
 
 
 def test_latent_preview(comfy_stub):
@@ -262,7 +263,9 @@ def test_ops_manual_cast_layers(comfy_stub):
     x = torch.randn(3, 8)
     out = lin(x)
     assert out.dtype == torch.float32
-    assert torch.allclose(out, torch.nn.functional.linear(x, ref.weight.bfloat16().float(), ref.bias.bfloat16().float()))
+    assert torch.allclose(
+        out, torch.nn.functional.linear(x, ref.weight.bfloat16().float(), ref.bias.bfloat16().float())
+    )
     emb_ref = torch.nn.Embedding(10, 4)
     emb = ops.Embedding(10, 4)
     emb.load_state_dict(emb_ref.state_dict())
@@ -317,7 +320,8 @@ _SCENARIO = textwrap.dedent(
     out["after"] = mm.processing_interrupted()
     import comfy.latent_formats as lf
     w = lf.Wan22()
-    out["wan22"] = [w.latent_rgb_factors, w.latent_rgb_factors_bias, w.latents_mean.flatten().tolist(), w.latents_std.flatten().tolist()]
+    out["wan22"] = [w.latent_rgb_factors, w.latent_rgb_factors_bias, w.latents_mean.flatten().tolist(),
+                    w.latents_std.flatten().tolist()]
     print("RESULT" + json.dumps(out))
     """
 )

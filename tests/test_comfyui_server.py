@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 import workflow_check as wc
 from comfyui_server import ComfyServer, file_kind, output_files, prepare_workspace
 from support import REPO_ROOT, load_pack_as_comfyui
@@ -72,7 +71,9 @@ def builtin_workflow(name: str, pack) -> dict:
         g.add("SaveImage", images=img.out(), filename_prefix="c3mot/t2i")
     elif name == "smoke_video_decode":
         lat = g.add("C3MoTEmptyLatent", preset="custom", width=32, height=32, frames=5)
-        img = g.add("C3MoTVAEDecode", vae=vae.out(), samples=lat.out("samples"), tiled="on", tile_size=32, tile_overlap=16)
+        img = g.add(
+            "C3MoTVAEDecode", vae=vae.out(), samples=lat.out("samples"), tiled="on", tile_size=32, tile_overlap=16
+        )
         video = g.add("CreateVideo", images=img.out(), fps=16.0)
         g.add("SaveVideo", video=video.out(), filename_prefix="video/c3mot")
         g.add("SaveAnimatedWEBP", images=img.out(), filename_prefix="c3mot/anim", fps=16.0)
@@ -140,7 +141,9 @@ def test_frozen_core_nodes_match_the_server(server, pack):
         spec, served = specs[name], info[name]
         got = _served_inputs(served)
         if [(n, t) for n, t, _, _ in got] != [(i.name, i.type) for i in spec.inputs]:
-            problems.append(f"{name}: inputs {[(n, t) for n, t, _, _ in got]} vs frozen {[(i.name, i.type) for i in spec.inputs]}")
+            problems.append(
+                f"{name}: inputs {[(n, t) for n, t, _, _ in got]} vs frozen {[(i.name, i.type) for i in spec.inputs]}"
+            )
             continue
         for (n, t, choices, opts), i in zip(got, spec.inputs):
             if t == "COMBO" and not i.dynamic and tuple(choices) != tuple(i.choices):

@@ -9,11 +9,12 @@ import sys
 import pytest
 import torch
 
-from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
-
 pytest.importorskip("cosmos3.vae.model")
 from tiny_models import (  # noqa: E402
-    CHECKPOINT_CHOICE, demo_checkpoint, install_cosmos3_checkpoint, install_vae,
+    CHECKPOINT_CHOICE,
+    demo_checkpoint,
+    install_cosmos3_checkpoint,
+    install_vae,
 )
 
 W, H, F = 64, 48, 9  # tiny video: latent 3 x 3 x 4
@@ -69,16 +70,19 @@ def write_single_file(path):
     from the tensor shapes like a real checkpoint's; vocabulary = the demo tokenizer's."""
     from safetensors.torch import save_file
 
-    from cosmos3.model.config import TransformerConfig
     from cosmos3.demo import DEMO_TRANSFORMER
-    from cosmos3.model.transformer import Cosmos3Transformer
+    from cosmos3.model.config import TransformerConfig
     from cosmos3.model.loading import checkpoint_key
+    from cosmos3.model.transformer import Cosmos3Transformer
 
     raw = {**DEMO_TRANSFORMER, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 128,
            "rope_axes_dim": [24, 20, 20]}
     model = Cosmos3Transformer(TransformerConfig.from_dict(raw), dtype=torch.float32)
     gen = torch.Generator().manual_seed(0)
-    state = {checkpoint_key(k): (torch.randn(v.shape, generator=gen) * 0.02).contiguous() for k, v in model.state_dict().items()}
+    state = {
+        checkpoint_key(k): (torch.randn(v.shape, generator=gen) * 0.02).contiguous()
+        for k, v in model.state_dict().items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
     return path
@@ -180,7 +184,9 @@ def test_text_encode_loads_only_the_text_tower(m, model, comfy_stub):
     assert "subjects" in text.uncond_text  # empty negative -> the default structured video negative
     assert text.system_prompt is None  # framework style, auto
     image = node.encode(model, PROMPT, "", "diffusers", "auto", W, H, 1, 24.0)[0]
-    assert image.mode == "image" and "image" in image.cond_text and image.system_prompt is None  # demo: no system prompt
+    assert (
+        image.mode == "image" and "image" in image.cond_text and image.system_prompt is None
+    )  # demo: no system prompt
     on = node.encode(model, PROMPT, "blurry", "diffusers", "on", W, H, 1, 24.0)[0]
     assert on.system_prompt and "blurry" in on.uncond_text
 
@@ -291,6 +297,7 @@ def test_sampler_output_decodes_to_the_pipeline_result(m, model, comfy_stub):
 
 
 def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, installed, comfy_stub):
+    from cosmos3.geometry import Geometry
     from cosmos3.sampling.conditioning import encode_image_condition
     from cosmos3.vae.loading import load_vae
 

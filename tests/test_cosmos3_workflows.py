@@ -4,12 +4,10 @@ right shape. (Schema, link types and widget counts: tests/test_shipped_workflows
 
 from __future__ import annotations
 
+import make_workflows
 import pytest
 import torch
-
-import make_workflows
 import workflow_check as wc
-from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
 pytest.importorskip("cosmos3.vae.model")
 from tiny_models import TINY_HEIGHT, TINY_VIDEO_FRAMES, TINY_WIDTH, install_fixtures, rewrite_names  # noqa: E402

@@ -51,9 +51,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from frontend_check import (OUR_MARKERS, OUR_PREFIX, FrontendSession, browser_available, static_frontend_version,
-                            write_frontend_settings)
+from frontend_check import (
+    OUR_MARKERS,
+    OUR_PREFIX,
+    FrontendSession,
+    browser_available,
+    static_frontend_version,
+    write_frontend_settings,
+)
 from support import REPO_ROOT
 
 pytestmark = pytest.mark.comfyui

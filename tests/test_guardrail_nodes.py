@@ -6,8 +6,7 @@ import sys
 
 import pytest
 import torch
-
-from guardrail_support import install_fake_folder_paths, install_retinaface, retinaface_weights, write_release  # noqa: F401
+from guardrail_support import install_fake_folder_paths, install_retinaface, write_release
 from support import REPO_ROOT, load_pack_as_comfyui
 
 V1_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "IMAGE"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from guardrail_support import tiny_qwen3_dir  # noqa: F401  (session fixture)
 from guardrails.text.qwen3guard import Qwen3GuardChecker, parse_guard_output, required_files_problems
 
 
@@ -14,8 +13,16 @@ from guardrails.text.qwen3guard import Qwen3GuardChecker, parse_guard_output, re
     [
         ("Safety: Safe\nCategories: None", "Safe", ("None",)),
         ("Safety: Unsafe\nCategories: Violent", "Unsafe", ("Violent",)),
-        ("Safety: Unsafe\nCategories: Violent, Sexual Content or Sexual Acts", "Unsafe", ("Violent", "Sexual Content or Sexual Acts")),
-        ("Safety: Controversial\nCategories: Politically Sensitive Topics", "Controversial", ("Politically Sensitive Topics",)),
+        (
+            "Safety: Unsafe\nCategories: Violent, Sexual Content or Sexual Acts",
+            "Unsafe",
+            ("Violent", "Sexual Content or Sexual Acts"),
+        ),
+        (
+            "Safety: Controversial\nCategories: Politically Sensitive Topics",
+            "Controversial",
+            ("Politically Sensitive Topics",),
+        ),
         ("  safety : unsafe\ncategories: jailbreak", "Unsafe", ("Jailbreak",)),
         ("**Safety:** Safe", "Safe", ()),
         ("Safety: Safe\nSafety: Unsafe", "Unsafe", ()),  # conflicting labels → most severe
@@ -45,7 +52,9 @@ def test_parse_guard_output(answer, label, categories):
 )
 def test_decisions_with_stubbed_generation(answer, block_controversial, status):
     seen = []
-    judge = Qwen3GuardChecker(None, generate=lambda text: seen.append(text) or answer, block_controversial=block_controversial)
+    judge = Qwen3GuardChecker(
+        None, generate=lambda text: seen.append(text) or answer, block_controversial=block_controversial
+    )
     result = judge.check("a robot in a park")
     assert seen == ["a robot in a park"]
     assert result.status == status
@@ -86,7 +95,10 @@ def test_tiny_model_end_to_end(tiny_qwen3_dir, monkeypatch):
 
     # Same loaded model and tokenizer; make generate emit a known answer to exercise decoding.
     tok = judge._tokenizer
-    for answer, status in (("Safety: Unsafe\nCategories: Violent", "block"), ("Safety: Safe\nCategories: None", "pass")):
+    for answer, status in (
+        ("Safety: Unsafe\nCategories: Violent", "block"),
+        ("Safety: Safe\nCategories: None", "pass"),
+    ):
         answer_ids = tok(answer, return_tensors="pt")["input_ids"]
 
         def fake_generate(input_ids=None, _ids=answer_ids, **kwargs):

@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from guardrail_support import crafted_retinaface_state
 
-from guardrail_support import crafted_retinaface_state, retinaface_weights  # noqa: F401  (session fixture)
 from guardrails._weights import CheckpointError, CheckpointKeyError
 from guardrails.convert import ConversionError, convert_release, convert_retinaface, load_pickled_state, main
 from guardrails.video.face_blur import FaceBlur, face_regions, pixelate, pixelate_regions

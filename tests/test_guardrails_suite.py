@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from guardrail_support import install_retinaface, write_release
 
-from guardrail_support import install_retinaface, retinaface_weights, write_release  # noqa: F401
 from guardrails import Guardrail, GuardrailBlocked, GuardrailConfig, GuardrailSetupError, find_problems
 from guardrails.convert import convert_safety_filter
 from guardrails.report import CheckResult

@@ -7,8 +7,8 @@ import zipfile
 import better_profanity
 import nltk
 import pytest
-
 from guardrail_support import WORDNET_LEMMAS, write_fake_wordnet
+
 from guardrails.text.blocklist import BlocklistChecker, builtin_words, tokenize
 from guardrails.text.lemmatize import NounLemmatizer, WordNetError, find_wordnet
 from guardrails.text.normalize import normalize_for_matching, normalize_unicode, to_ascii
@@ -24,7 +24,9 @@ def wordnet(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checker(wordnet):
-    return BlocklistChecker(WORDS, whitelist=["zorbla"], exact_match=["very bad phrase", "Grimble  Snoot"], lemmatizer=wordnet)
+    return BlocklistChecker(
+        WORDS, whitelist=["zorbla"], exact_match=["very bad phrase", "Grimble  Snoot"], lemmatizer=wordnet
+    )
 
 
 # -- normalisation ---------------------------------------------------------------------------------
@@ -146,9 +148,9 @@ def test_tokenize_strips_punctuation_and_asterisks():
 # -- lemmatiser -------------------------------------------------------------------------------------
 def test_wordnet_reader(wordnet):
     assert wordnet.has_dictionary
-    assert [wordnet.lemmatize(w) for w in ("knives", "women", "guns", "glasses", "churches", "flies", "mice", "lenses")] == [
-        "knife", "woman", "gun", "glass", "church", "fly", "mouse", "lens"
-    ]
+    assert [
+        wordnet.lemmatize(w) for w in ("knives", "women", "guns", "glasses", "churches", "flies", "mice", "lenses")
+    ] == ["knife", "woman", "gun", "glass", "church", "fly", "mouse", "lens"]
     assert wordnet.lemmatize("cats") == "cats"  # not in the (fake) index → unchanged
     assert wordnet.lemmatize("foos") == "baz"  # duplicate exception keys: last line wins, as in NLTK
 

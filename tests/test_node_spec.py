@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import pytest
-
 from support import REPO_ROOT, load_pack_as_comfyui
 
 

@@ -52,7 +52,9 @@ def test_registry_lists_every_backend_and_only_installed_ones_are_available():
 def test_missing_package_gives_a_clear_error(name, package, hint, monkeypatch):
     monkeypatch.setitem(sys.modules, package, None)  # behaves as "not installed" even if it were
     monkeypatch.setattr(attn_mod.importlib.util, "find_spec", lambda n, *a: None if n == package else object())
-    with pytest.raises(AttentionBackendUnavailable, match=f"attention backend '{name}' needs the '{package}' package: .*{hint}"):
+    with pytest.raises(
+        AttentionBackendUnavailable, match=f"attention backend '{name}' needs the '{package}' package: .*{hint}"
+    ):
         check_backend(name)
     # at call time too (e.g. a backend name stored before the package vanished)
     monkeypatch.setattr(attn_mod, "REQUIRE_CUDA", False)
@@ -208,8 +210,10 @@ _COMFY_SCRIPT = textwrap.dedent(
     worst = 0.0
     for nh, nkv, causal in ((4, 2, False), (4, 4, False), (8, 2, True)):
         lk = 9 if causal else 13
-        q, k, v = torch.randn(2, nh, 9, 32, generator=g), torch.randn(2, nkv, lk, 32, generator=g), torch.randn(2, nkv, lk, 32, generator=g)
-        worst = max(worst, (attention(q, k, v, causal, "comfy") - attention(q, k, v, causal, "math")).abs().max().item())
+        q = torch.randn(2, nh, 9, 32, generator=g)
+        k, v = torch.randn(2, nkv, lk, 32, generator=g), torch.randn(2, nkv, lk, 32, generator=g)
+        diff = attention(q, k, v, causal, "comfy") - attention(q, k, v, causal, "math")
+        worst = max(worst, diff.abs().max().item())
     print("RESULT", comfy_attention.optimized_attention.__name__, worst)
     """
 )

@@ -12,9 +12,9 @@ import torch
 from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
+from cosmos3.model.transformer import module_nbytes
 from cosmos3.runtime.compile import compile_generation_layers, uncompile_generation_layers
 from cosmos3.runtime.offload import BlockSwap, DeviceMover, disable_block_swap, enable_block_swap
-from cosmos3.model.transformer import module_nbytes
 
 LAYERS = 5
 
@@ -66,7 +66,10 @@ def test_results_are_identical_and_residency_is_bounded(model, swap, prefetch):
     assert schedule.peak_loaded <= min(swap, prefetch + 1)
     per_layer = module_nbytes(model.gen_tower.layers[-1])
     assert schedule.peak_swapped_bytes <= min(swap, prefetch + 1) * per_layer
-    assert schedule.device_bytes(model.gen_tower) <= module_nbytes(model.gen_tower) - max(0, swap - prefetch - 1) * per_layer
+    assert (
+        schedule.device_bytes(model.gen_tower)
+        <= module_nbytes(model.gen_tower) - max(0, swap - prefetch - 1) * per_layer
+    )
     runs = [i for kind, i in schedule.log if kind == "run"]
     assert runs == list(range(LAYERS)) * 2
     disable_block_swap(model)

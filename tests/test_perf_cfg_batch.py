@@ -7,12 +7,12 @@ import torch
 from tiny_transformer import CONFIGS, build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.model.attention import register_attention_backend, attention
 from cosmos3.geometry import Geometry
+from cosmos3.model.attention import attention, register_attention_backend
+from cosmos3.model.transformer import BatchedTextKV
 from cosmos3.sampling.loop import sample
 from cosmos3.sampling.schedulers import build_sampler
 from cosmos3.text.encoding import EncodedPrompt
-from cosmos3.model.transformer import BatchedTextKV
 
 TOL = 1e-5
 

@@ -22,8 +22,8 @@ from cosmos3.model.fp8 import (
     quantize_model_fp8,
     set_fp8_matmul,
 )
-from cosmos3.model.transformer import module_nbytes
 from cosmos3.model.loading import load_text_tower
+from cosmos3.model.transformer import module_nbytes
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,9 @@ def test_fp8_linear_computes_in_the_activation_dtype(dtype):
     x = torch.randn(7, 64).to(dtype)
     y = fp8(x)
     assert y.dtype == dtype and y.shape == (7, 48)
-    exact = torch.nn.functional.linear(x.float(), dequantize_fp8(fp8.weight, fp8.weight_scale, torch.float32), linear.bias)
+    exact = torch.nn.functional.linear(
+        x.float(), dequantize_fp8(fp8.weight, fp8.weight_scale, torch.float32), linear.bias
+    )
     assert (y.float() - exact).abs().max() < (1e-5 if dtype == torch.float32 else 2e-2)
 
 
@@ -122,7 +124,9 @@ def test_fp8_storage_on_load(folder):
     assert isinstance(fp8.text_tower.layers[0].mlp.down_proj, Fp8Linear)
     # norms, embeddings, latent projections and the timestep MLP keep their dtypes
     assert layer.norm_added_q.weight.dtype == torch.bfloat16
-    assert fp8.gen_tower.proj_in.weight.dtype == torch.bfloat16 and fp8.gen_tower.proj_out.weight.dtype == torch.bfloat16
+    assert (
+        fp8.gen_tower.proj_in.weight.dtype == torch.bfloat16 and fp8.gen_tower.proj_out.weight.dtype == torch.bfloat16
+    )
     assert fp8.text_tower.embed_tokens.weight.dtype == torch.bfloat16
     assert fp8.gen_tower.time_embedder.linear_1.weight.dtype == torch.float32
     assert module_nbytes(fp8.gen_tower) < 0.75 * module_nbytes(full.gen_tower)
@@ -155,7 +159,11 @@ def test_fp8_quality_against_fp32_and_bf16(reference, folder):
 def test_modelopt_checkpoint_loads_in_every_storage_mode(reference, tmp_path, layout):
     path = tmp_path / f"modelopt_{layout}.safetensors"
     tensors = write_modelopt(reference, path, layout)
-    q_key = "layers.0.self_attn.add_q_proj" if layout == "diffusers" else "language_model.model.layers.0.self_attn.q_proj_moe_gen"
+    q_key = (
+        "layers.0.self_attn.add_q_proj"
+        if layout == "diffusers"
+        else "language_model.model.layers.0.self_attn.q_proj_moe_gen"
+    )
     kept = load_transformer(path, dtype=torch.bfloat16, weight_storage="auto")
     module = kept.gen_tower.layers[0].add_q_proj
     assert isinstance(module, Fp8Linear)
@@ -163,12 +171,19 @@ def test_modelopt_checkpoint_loads_in_every_storage_mode(reference, tmp_path, la
     assert module.weight_scale.item() == tensors[f"{q_key}.weight_scale"].item()
     assert module.input_scale.item() == pytest.approx(0.01)
     explicit = load_transformer(path, dtype=torch.bfloat16, weight_storage="fp8_e4m3fn")
-    assert torch.equal(explicit.gen_tower.layers[0].add_q_proj.weight.view(torch.uint8), module.weight.view(torch.uint8))
+    assert torch.equal(
+        explicit.gen_tower.layers[0].add_q_proj.weight.view(torch.uint8), module.weight.view(torch.uint8)
+    )
     # default storage dequantises: weight = fp8 * scale, rounded once to the dtype
     plain = load_transformer(path, dtype=torch.float32)
     expected = tensors[f"{q_key}.weight"].float() * tensors[f"{q_key}.weight_scale"]
     assert torch.equal(plain.gen_tower.layers[0].add_q_proj.weight, expected)
-    assert error_stats(_velocity(plain), _velocity(load_transformer(path, dtype=torch.float32, weight_storage="auto")))["rel_l2"] < 1e-5
+    assert (
+        error_stats(_velocity(plain), _velocity(load_transformer(path, dtype=torch.float32, weight_storage="auto")))[
+            "rel_l2"
+        ]
+        < 1e-5
+    )
     fp32 = load_transformer(save_folder(reference, tmp_path / "ref"), dtype=torch.float32)
     assert error_stats(_velocity(fp32), _velocity(plain))["rel_l2"] < 0.05
 

@@ -7,11 +7,11 @@ import torch
 from tiny_transformer import build_reference, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.model.fp8 import error_stats
 from cosmos3.geometry import Geometry
+from cosmos3.model.fp8 import error_stats
+from cosmos3.runtime.step_cache import StepCache
 from cosmos3.sampling.loop import sample
 from cosmos3.sampling.schedulers import build_sampler
-from cosmos3.runtime.step_cache import StepCache
 from cosmos3.text.encoding import EncodedPrompt
 
 STEPS = 12

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from cosmos3.demo import build_demo_checkpoint
-from cosmos3.runtime.offload import TextTowerResidency, device_weight_bytes
-from cosmos3.pipeline import Cosmos3Pipeline, text_tower_mode
-from cosmos3.text.encoding import PromptKVCache
-from cosmos3.model.transformer import module_nbytes
 from cosmos3.geometry import Geometry
+from cosmos3.model.transformer import module_nbytes
+from cosmos3.pipeline import Cosmos3Pipeline, text_tower_mode
+from cosmos3.runtime.offload import TextTowerResidency, device_weight_bytes
+from cosmos3.text.encoding import PromptKVCache
 
 GEN = dict(num_frames=5, height=32, width=48, steps=2, seed=0, guidance_scale=3.0)
 
@@ -78,7 +78,9 @@ def test_modes_and_arguments():
 
 
 def test_prompt_cache_is_lru(checkpoint):
-    pipe = Cosmos3Pipeline.from_pretrained(checkpoint, dtype=torch.float32, offload_text_tower="offload", prompt_cache=2)
+    pipe = Cosmos3Pipeline.from_pretrained(
+        checkpoint, dtype=torch.float32, offload_text_tower="offload", prompt_cache=2
+    )
     kw = dict(geometry=Geometry(1, 32, 32))
     for text in ("a red ball", "a green cat", "a red ball"):
         pipe.encode_prompt(text, None, with_negative=False, **kw)

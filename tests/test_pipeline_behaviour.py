@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from cosmos3.sampling.conditioning import ImageCondition, encode_image_condition, preprocess_image
 from cosmos3.demo import build_demo_checkpoint
-from cosmos3.pipeline import Cosmos3Pipeline
-from cosmos3.sampling.loop import sample
+from cosmos3.files.safetensors import CheckpointError
 from cosmos3.geometry import Geometry
+from cosmos3.pipeline import Cosmos3Pipeline
+from cosmos3.sampling.conditioning import ImageCondition, encode_image_condition, preprocess_image
+from cosmos3.sampling.loop import sample
 from cosmos3.sampling.schedulers import SamplerConfigError, make_sampler
 from cosmos3.text.tokenizer import TokenizerError
-from cosmos3.files.safetensors import CheckpointError
 
 FAST = dict(steps=2, seed=0)
 
@@ -96,7 +96,8 @@ def test_framework_style_ids_for_a_json_prompt(pipe, monkeypatch):
     assert cond[1] is None and uncond[1] is None  # framework style: no system prompt
     # existing keys keep their place, new ones are appended; 48:32 is nearest the 4:3 bucket
     assert cond[0] == (
-        '{"subjects": ["a robot"], "duration": "1s", "fps": 8.0, "resolution": {"H": 32, "W": 48}, "aspect_ratio": "4,3"}'
+        '{"subjects": ["a robot"], "duration": "1s", "fps": 8.0, "resolution": {"H": 32, "W": 48}, '
+        '"aspect_ratio": "4,3"}'
     )
     assert uncond[0] == "The video is 1.1 seconds long and is of 8 FPS. This video is of 32x48 resolution."
 

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from cosmos3.pipeline import Cosmos3Pipeline
 from tiny_checkpoint import (
     build_reference_pipeline,
     native_scheduler,
@@ -19,6 +17,8 @@ from tiny_checkpoint import (
     save_reference_pipeline,
     with_scheduler,
 )
+
+from cosmos3.pipeline import Cosmos3Pipeline
 
 TOL = 1e-3
 PROMPT = "A red ball rolls slowly across a wooden table."
@@ -83,7 +83,9 @@ def test_native_grid(pipelines, mode):
     native = with_scheduler(reference, native_scheduler(5.0), use_native_flow_schedule=True)
     image = _image() if mode == "i2v" else None
     kw = dict(num_frames=5, height=48, width=48, guidance_scale=5.0)
-    ref = reference_frames(native, seed=9, prompt=PROMPT, negative_prompt=NEGATIVE, image=image, num_inference_steps=3, **kw)
+    ref = reference_frames(
+        native, seed=9, prompt=PROMPT, negative_prompt=NEGATIVE, image=image, num_inference_steps=3, **kw
+    )
     got = ours.generate(
         PROMPT, NEGATIVE, image=image, steps=3, seed=9, schedule="native", shift=5.0, prompt_style="diffusers", **kw
     )

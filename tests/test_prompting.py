@@ -7,6 +7,12 @@ import types
 
 import pytest
 import torch
+from tiny_tokenizer import (  # noqa: F401  (fixture)
+    QWEN_EOS_ID,
+    QWEN_VISION_START_ID,
+    QWEN_VOCAB_SIZE,
+    qwen_checkpoint_dir,
+)
 
 from cosmos3.geometry import Geometry, SizeError
 from cosmos3.text.prompting import DEFAULT_VIDEO_NEGATIVE, PromptError, default_video_negative_prompt, format_prompts
@@ -17,12 +23,6 @@ from cosmos3.text.tokenizer import (
     load_text_tokenizer,
     resolve_tokenizer_dir,
     tokenize_prompts,
-)
-from tiny_tokenizer import (  # noqa: F401  (fixture)
-    QWEN_EOS_ID,
-    QWEN_VISION_START_ID,
-    QWEN_VOCAB_SIZE,
-    qwen_checkpoint_dir,
 )
 
 VIDEO = dict(geometry=Geometry(189, 720, 1280, 24))
@@ -80,7 +80,10 @@ def test_framework_json_video_injection_order_and_values():
         '"resolution": {"H": 720, "W": 1280}, "aspect_ratio": "16,9"}'
     )
     g = format_prompts('{"caption": "a boat"}', "", geometry=Geometry(121, 480, 832, 16))
-    assert g.text == '{"caption": "a boat", "duration": "7s", "fps": 16.0, "resolution": {"H": 480, "W": 832}, "aspect_ratio": "16,9"}'
+    assert g.text == (
+        '{"caption": "a boat", "duration": "7s", "fps": 16.0, "resolution": {"H": 480, "W": 832}, '
+        '"aspect_ratio": "16,9"}'
+    )
 
 
 def test_framework_json_image_drops_temporal_fields_and_escapes_non_ascii():
@@ -119,7 +122,10 @@ def test_framework_negative_inverse_and_none_modes():
     )
     # the framework forces the inverse duration sentence and uses its video templates for images too
     g = format_prompts("p", "", **IMAGE, negative_metadata="inverse")
-    assert g.negative_text == "The video is not 0.0 seconds long and is not of 24 FPS. This video is not of 960x960 resolution."
+    assert (
+        g.negative_text
+        == "The video is not 0.0 seconds long and is not of 24 FPS. This video is not of 960x960 resolution."
+    )
     assert format_prompts("p", "ugly.", **VIDEO, negative_metadata="none").negative_text == "ugly."
     assert format_prompts("p", None, **VIDEO, negative_metadata="none").negative_text == default_video_negative_prompt()
     assert format_prompts("p", None, **IMAGE, negative_metadata="none").negative_text == ""
@@ -163,7 +169,9 @@ def diffusers_stub(tok):
                 object.__setattr__(self, name, module)
 
     vae = types.SimpleNamespace(
-        config=types.SimpleNamespace(latents_mean=[0.0], latents_std=[1.0], scale_factor_spatial=16, scale_factor_temporal=4),
+        config=types.SimpleNamespace(
+            latents_mean=[0.0], latents_std=[1.0], scale_factor_spatial=16, scale_factor_temporal=4
+        ),
         dtype=torch.float32,
     )
     return _Stub(transformer=None, text_tokenizer=tok.tokenizer, vae=vae, scheduler=None, enable_safety_checker=False)

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from cosmos3.model.config import TransformerConfig
-from cosmos3.vae.latent_stats import LatentStats, LatentStatsError, denormalize, normalize
+from cosmos3.defaults import T2I_GUIDANCE_INTERVAL, Mode
 from cosmos3.geometry import Geometry
+from cosmos3.model.config import TransformerConfig
 from cosmos3.sampling.plan import (
     AUTO,
     SCHEDULE_CHOICES,
@@ -18,7 +18,7 @@ from cosmos3.sampling.plan import (
     resolve_sampling_plan,
     unset_if_auto,
 )
-from cosmos3.defaults import T2I_GUIDANCE_INTERVAL, Mode
+from cosmos3.vae.latent_stats import LatentStats, LatentStatsError, denormalize, normalize
 
 
 def plan(**kw):
@@ -29,7 +29,8 @@ def plan(**kw):
 
 def test_auto_follows_mode_variant_and_kind():
     video = plan()
-    assert (video.mode, video.steps, video.guidance, video.shift, video.schedule) == (Mode.TEXT2VIDEO, 35, 6.0, 10.0, "native")
+    got = (video.mode, video.steps, video.guidance, video.shift, video.schedule)
+    assert got == (Mode.TEXT2VIDEO, 35, 6.0, 10.0, "native")
     assert set(video.chosen) == {"schedule native", "steps 35", "cfg 6", "shift 10"} and not video.warnings
     image = plan(num_frames=1, height=960, width=960)
     assert (image.mode, image.steps, image.guidance, image.shift) == (Mode.TEXT2IMAGE, 50, 4.0, 3.0)

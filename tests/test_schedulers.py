@@ -111,7 +111,9 @@ def test_shipped_karras_config_matches_spec_example_and_ignores_shift_and_sigmas
     s = sampler_from_scheduler_config(SHIPPED_CONFIG, 35)
     assert s.timesteps[:4].tolist() == [995, 994, 993, 992]
     assert s.timesteps[-3:].tolist() == [229, 174, 128]
-    trapped = sampler_from_scheduler_config(SHIPPED_CONFIG, 35, native_flow_schedule=True, overrides={"flow_shift": 10.0})
+    trapped = sampler_from_scheduler_config(
+        SHIPPED_CONFIG, 35, native_flow_schedule=True, overrides={"flow_shift": 10.0}
+    )
     assert torch.equal(trapped.timesteps, s.timesteps) and torch.equal(trapped.sigmas, s.sigmas)
 
 

@@ -8,7 +8,6 @@ Layout: ``workflows/<name>.json`` (UI format, for the template browser) and ``wo
 from __future__ import annotations
 
 import pytest
-
 import workflow_check as wc
 from support import REPO_ROOT, load_pack_as_comfyui
 

@@ -6,20 +6,6 @@ import types
 
 import pytest
 
-from cosmos3.sampling.schedulers import make_sampler
-from cosmos3.geometry import (
-    IMAGE_PRESETS,
-    VIDEO_PRESETS,
-    Size,
-    SizeError,
-    Geometry,
-    detect_aspect_ratio,
-    nearest_valid_frames,
-    nearest_valid_sizes,
-    preset_size,
-    round_frames_up,
-    round_size_up,
-)
 from cosmos3.defaults import (
     T2I_GUIDANCE_INTERVAL,
     CheckpointKind,
@@ -27,6 +13,20 @@ from cosmos3.defaults import (
     checkpoint_kind_from_name,
     generation_defaults,
 )
+from cosmos3.geometry import (
+    IMAGE_PRESETS,
+    VIDEO_PRESETS,
+    Geometry,
+    Size,
+    SizeError,
+    detect_aspect_ratio,
+    nearest_valid_frames,
+    nearest_valid_sizes,
+    preset_size,
+    round_frames_up,
+    round_size_up,
+)
+from cosmos3.sampling.schedulers import make_sampler
 from cosmos3.variants import Variant, check_generation_size, detect_variant, presets_for, variant_from_config
 
 NANO_CFG = {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32, "hidden_act": "silu"}
@@ -152,9 +152,11 @@ def test_defaults_table():
     assert generation_defaults("text2video", "super").shift == 5.0
     assert generation_defaults("text2video", "custom") == d
     t2i4 = generation_defaults("text2image", "super", "text2image-4step")
-    assert (t2i4.height, t2i4.width, t2i4.steps, t2i4.guidance, t2i4.shift, t2i4.sampler) == (1024, 1024, 4, 1.0, None, "distilled_sde")
+    got = (t2i4.height, t2i4.width, t2i4.steps, t2i4.guidance, t2i4.shift, t2i4.sampler)
+    assert got == (1024, 1024, 4, 1.0, None, "distilled_sde")
     i2v4 = generation_defaults("image2video", "super", CheckpointKind.IMAGE2VIDEO_4STEP)
-    assert (i2v4.height, i2v4.width, i2v4.num_frames, i2v4.base_fps, i2v4.negative_prompt) == (480, 832, 189, 16, "none")
+    got = (i2v4.height, i2v4.width, i2v4.num_frames, i2v4.base_fps, i2v4.negative_prompt)
+    assert got == (480, 832, 189, 16, "none")
     with pytest.raises(SizeError, match="supports only: text2image"):
         generation_defaults("text2video", "super", "text2image")
     with pytest.raises(SizeError, match="no image2video checkpoint exists for Cosmos3-Edge"):

@@ -49,7 +49,9 @@ def test_super_shape_with_q_dim_above_hidden():
 def test_edge_config_and_defaults(tmp_path):
     cfg = TransformerConfig.from_dict(EDGE)
     assert cfg.is_edge and cfg.norm_flavour == "nemotron" and cfg.rms_norm_eps == 1e-5
-    assert cfg.rope_theta == 1e8 and cfg.vocab_size == 131072 and cfg.use_und_k_norm_for_gen and not cfg.qk_norm_for_text
+    assert (
+        cfg.rope_theta == 1e8 and cfg.vocab_size == 131072 and cfg.use_und_k_norm_for_gen and not cfg.qk_norm_for_text
+    )
     # Missing constants fall back to the Edge values, not the Nano ones.
     sparse = {k: v for k, v in EDGE.items() if k not in ("layer_norm_epsilon", "rope_theta", "vocab_size")}
     cfg2 = TransformerConfig.from_dict(sparse)
@@ -79,7 +81,10 @@ def test_unknown_fields_are_named():
     "change, message",
     [
         ({"num_attention_heads": 30}, r"'num_attention_heads' \(30\) must be a multiple of num_key_value_heads \(8\)"),
-        ({"rope_axes_dim": [24, 20, 16], "rope_scaling": None}, r"'rope_axes_dim' \[24, 20, 16\] must sum to head_dim/2 = 64"),
+        (
+            {"rope_axes_dim": [24, 20, 16], "rope_scaling": None},
+            r"'rope_axes_dim' \[24, 20, 16\] must sum to head_dim/2 = 64",
+        ),
         ({"rope_axes_dim": [4, 30, 30], "rope_scaling": None}, "interleaved layout"),
         ({"rope_axes_dim": [22, 22, 20]}, "'rope_axes_dim' .* and 'rope_scaling.mrope_section' .* disagree"),
         ({"hidden_act": "gelu"}, "'hidden_act' is 'gelu'; allowed: silu, relu2"),

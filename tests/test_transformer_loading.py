@@ -23,15 +23,17 @@ from tiny_transformer import (
 )
 
 from cosmos3 import load_transformer
+from cosmos3.files.safetensors import CheckpointError, CheckpointKeyError
 from cosmos3.model.config import ConfigError
 from cosmos3.model.loading import checkpoint_key, normalize_key
-from cosmos3.files.safetensors import CheckpointError, CheckpointKeyError
 
 
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory):
     """Reference model with sound + action heads (Nano-like) and its diffusers folder."""
-    config = tiny_config("qwen128", sound_gen=True, sound_dim=64, action_gen=True, action_dim=64, num_embodiment_domains=4)
+    config = tiny_config(
+        "qwen128", sound_gen=True, sound_dim=64, action_gen=True, action_dim=64, num_embodiment_domains=4
+    )
     reference = build_reference(config, seed=5)
     return reference, save_folder(reference, tmp_path_factory.mktemp("qwen")), config
 
@@ -107,7 +109,9 @@ def test_single_file_diffusers_keys(qwen, tmp_path):
     _assert_same_weights(model, reference)
 
 
-@pytest.mark.parametrize("style, prefix", [("framework", ""), ("hf", ""), ("framework", "net."), ("hf", "model.diffusion_model.")])
+@pytest.mark.parametrize(
+    "style, prefix", [("framework", ""), ("hf", ""), ("framework", "net."), ("hf", "model.diffusion_model.")]
+)
 def test_single_file_original_keys(qwen, tmp_path, style, prefix):
     reference, _, config = qwen
     path = write_single_file(reference, tmp_path / "orig.safetensors", layout="original", style=style,
@@ -186,14 +190,21 @@ def test_last_text_layer_keeps_only_its_kv_weights(qwen, tmp_path):
     tensors[f"layers.{n}.mlp.up_proj.weight"] = torch.zeros(7, 128)
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, str(bad))
-    with pytest.raises(CheckpointKeyError, match=rf"layers\.{n}\.mlp\.up_proj\.weight  expected \[\d+, 128\], found \[7, 128\]"):
+    with pytest.raises(
+        CheckpointKeyError, match=rf"layers\.{n}\.mlp\.up_proj\.weight  expected \[\d+, 128\], found \[7, 128\]"
+    ):
         load_transformer(bad, dtype=torch.float32)
 
 
 def test_key_normalization_table():
-    assert normalize_key("language_model.model.layers.3.self_attn.k_proj_moe_gen.weight") == "layers.3.self_attn.add_k_proj.weight"
+    assert (
+        normalize_key("language_model.model.layers.3.self_attn.k_proj_moe_gen.weight")
+        == "layers.3.self_attn.add_k_proj.weight"
+    )
     assert normalize_key("model.language_model.layers.0.self_attn.k_norm.weight") == "layers.0.self_attn.norm_k.weight"
-    assert normalize_key("layers.0.self_attn.k_norm_und_for_gen.weight") == "layers.0.self_attn.k_norm_und_for_gen.weight"
+    assert (
+        normalize_key("layers.0.self_attn.k_norm_und_for_gen.weight") == "layers.0.self_attn.k_norm_und_for_gen.weight"
+    )
     assert normalize_key("net.time_embedder.mlp.2.bias") == "time_embedder.linear_2.bias"
     assert normalize_key("vae2llm.weight") == "proj_in.weight" and normalize_key("llm2vae.bias") == "proj_out.bias"
     assert normalize_key("language_model.lm_head.weight") == "lm_head.weight"
@@ -236,7 +247,9 @@ def test_unusable_fp8_scales_are_reported(qwen, tmp_path):
     save_file(tensors, str(path))
     with pytest.raises(CheckpointKeyError, match="unusable fp8 scale tensors") as info:
         load_transformer(path)
-    assert "to_q.weight_scale: shape [4, 4]; expected a per-tensor scalar or [256] per output channel" in str(info.value)
+    assert "to_q.weight_scale: shape [4, 4]; expected a per-tensor scalar or [256] per output channel" in str(
+        info.value
+    )
     assert "nothing.weight_scale: no matching weight" in str(info.value)
 
 
@@ -294,7 +307,9 @@ def test_bad_config_fields_in_folder(qwen, tmp_path):
     with pytest.raises(ConfigError, match=r"config\.json: field 'num_attention_heads' \(2\) must be a multiple"):
         load_transformer(folder)
     edit_config(folder, num_key_value_heads=2)  # valid config that does not fit the tensors
-    with pytest.raises(CheckpointKeyError, match=r"layers.0.self_attn.to_k.weight  expected \[256, 128\], found \[128, 128\]"):
+    with pytest.raises(
+        CheckpointKeyError, match=r"layers.0.self_attn.to_k.weight  expected \[256, 128\], found \[128, 128\]"
+    ):
         load_transformer(folder)
 
 
@@ -342,7 +357,9 @@ def test_peak_host_memory_while_loading(tmp_path):
     # Launched through a forking shell: a child exec'd straight from pytest inherits pytest's own peak RSS
     # into ru_maxrss (Linux records the replaced address space's high-water mark at exec).
     command = ["/bin/sh", "-c", '"$0" -c "$1" "$2"; exit $?', sys.executable, _RSS_SCRIPT, str(path)]
-    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    out = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["kept"] >= 100e6

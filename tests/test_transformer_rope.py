@@ -11,7 +11,6 @@ from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import get_3d_mrope_ids_te
 
 from cosmos3 import Cosmos3Transformer, TransformerConfig
 from cosmos3.model.norms import RMSNorm
-from cosmos3.model.transformer import timestep_sinusoid
 from cosmos3.model.rope import (
     apply_rope,
     inverse_frequencies,
@@ -20,6 +19,7 @@ from cosmos3.model.rope import (
     text_position_ids,
     vision_position_ids,
 )
+from cosmos3.model.transformer import timestep_sinusoid
 
 
 def test_text_positions_match_pipeline():
@@ -111,8 +111,17 @@ def test_rmsnorm_flavours_match_diffusers(dtype):
 
 @pytest.mark.parametrize("timestep", [999, 937.5, 0, 1, 625])
 def test_timestep_embedding_matches_diffusers(timestep):
-    cfg = TransformerConfig.from_dict({"hidden_size": 64, "num_attention_heads": 1, "num_key_value_heads": 1,
-                                       "head_dim": 128, "num_hidden_layers": 1, "intermediate_size": 32, "vocab_size": 8})
+    cfg = TransformerConfig.from_dict(
+        {
+            "hidden_size": 64,
+            "num_attention_heads": 1,
+            "num_key_value_heads": 1,
+            "head_dim": 128,
+            "num_hidden_layers": 1,
+            "intermediate_size": 32,
+            "vocab_size": 8,
+        }
+    )
     model = Cosmos3Transformer(cfg, dtype=torch.bfloat16)
     projector = Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=0)
     embedder = TimestepEmbedding(in_channels=256, time_embed_dim=64)

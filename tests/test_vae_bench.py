@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import REPO_ROOT
 
 
@@ -19,6 +18,8 @@ def test_vae_decode_benchmark_runs(tmp_path):
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.startswith(("diffusers ", "ours"))}
+    rows = {
+        line.split()[0]: line.split() for line in out.stdout.splitlines() if line.startswith(("diffusers ", "ours"))
+    }
     assert {"diffusers", "ours", "ours-tiled"} <= set(rows)
     assert float(rows["ours"][-1]) <= 2**-6  # untiled output matches diffusers (bf16)

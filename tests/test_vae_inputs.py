@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from cosmos3.vae.model import WanVAE
-from cosmos3.vae.config import VAEConfigError, WanVAEConfig
 from tiny_vae import one_torch_thread  # noqa: F401 (autouse fixture)
+
+from cosmos3.vae.config import VAEConfigError, WanVAEConfig
+from cosmos3.vae.model import WanVAE
 
 
 @pytest.fixture(scope="module")

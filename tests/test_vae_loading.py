@@ -7,12 +7,6 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
-import cosmos3
-from cosmos3.vae.model import WanVAE
-from cosmos3.vae.config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, WanVAEConfig
-from cosmos3.vae.loading import original_key_map
-from cosmos3.files.safetensors import CheckpointError, CheckpointKeyError
 from tiny_vae import (  # noqa: F401 (autouse fixture)
     make_reference_vae,
     one_torch_thread,
@@ -20,6 +14,12 @@ from tiny_vae import (  # noqa: F401 (autouse fixture)
     save_diffusers_vae,
     write_original_layout_file,
 )
+
+import cosmos3
+from cosmos3.files.safetensors import CheckpointError, CheckpointKeyError
+from cosmos3.vae.config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, WanVAEConfig
+from cosmos3.vae.loading import original_key_map
+from cosmos3.vae.model import WanVAE
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ import sys
 import pytest
 import torch
 
-from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
-
 tiny_vae = pytest.importorskip("tiny_vae")
 pytest.importorskip("cosmos3.vae.model")
 
@@ -44,7 +42,9 @@ def installed(comfy_stub, reference_state):
     (other / "transformer").mkdir(parents=True)
     (other / "transformer" / "config.json").write_text("{}")
     write_vae_folder(models / "vae" / "wan_diffusers", reference_state)
-    tiny_vae.write_original_layout_file(models / "vae" / "wan2.2_vae.safetensors", reference_state, config=TINY_VAE_CONFIG)
+    tiny_vae.write_original_layout_file(
+        models / "vae" / "wan2.2_vae.safetensors", reference_state, config=TINY_VAE_CONFIG
+    )
     (models / "vae" / "old.ckpt").write_bytes(b"pickle")
     (models / "cosmos3" / "NoVae").mkdir(parents=True)
     (models / "cosmos3" / "NoVae" / "model_index.json").write_text("{}")
@@ -75,7 +75,10 @@ def test_choices_list_every_source(nodes, installed, comfy_stub):
         "cosmos3/Tiny-Cosmos3/vae", "diffusers/org/Other/vae", "vae/wan_diffusers", "wan2.2_vae.safetensors",
     ]
     # listing (re-)registers our folder key with safetensors-only extensions
-    assert comfy_stub.folder_paths.folder_names_and_paths["cosmos3"] == ([str(installed / "cosmos3")], {".safetensors", ".sft"})
+    assert comfy_stub.folder_paths.folder_names_and_paths["cosmos3"] == (
+        [str(installed / "cosmos3")],
+        {".safetensors", ".sft"},
+    )
 
 
 @pytest.mark.parametrize("choice", ["cosmos3/Tiny-Cosmos3/vae", "diffusers/org/Other/vae", "vae/wan_diffusers",
@@ -129,7 +132,9 @@ def test_decode_tiled_matches_the_library(nodes, handle):
     from cosmos3.vae import tiling as vae_tiling
 
     raw = _latents(t=1, h=4, w=4, seed=1)
-    plan = vae_tiling.plan_tiles(handle.vae, "decode", 4, 4, tiled=True, tile_size=48, tile_overlap=16, memory_budget=None)
+    plan = vae_tiling.plan_tiles(
+        handle.vae, "decode", 4, 4, tiled=True, tile_size=48, tile_overlap=16, memory_budget=None
+    )
     assert len(plan.tiles) == 4  # tiling really happens
     (images,) = nodes.VAEDecode().decode(handle, {"samples": raw}, "on", 48, 16)
     expected = handle.vae.decode(raw, tiled=True, tile_size=48, tile_overlap=16)

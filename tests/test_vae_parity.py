@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from cosmos3.vae.model import WanVAE
-from cosmos3.vae.config import WanVAEConfig
 from tiny_vae import make_reference_vae, one_torch_thread, random_video  # noqa: F401 (autouse fixture)
+
+from cosmos3.vae.config import WanVAEConfig
+from cosmos3.vae.model import WanVAE
 
 TOL_FP32 = 1e-4
 

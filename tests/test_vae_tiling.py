@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_vae import make_reference_vae, one_torch_thread, random_video, randomize_  # noqa: F401 (autouse fixture)
 
 from cosmos3.vae import tiling as tiling
-from cosmos3.vae.model import WanVAE
 from cosmos3.vae.config import WanVAEConfig
-from tiny_vae import make_reference_vae, one_torch_thread, random_video, randomize_  # noqa: F401 (autouse fixture)
+from cosmos3.vae.model import WanVAE
 
 TILE_CASES = [(64, 32), (48, 16), (32, 0)]  # (tile_size, tile_overlap) in pixels
 
@@ -61,7 +61,8 @@ def test_decode_seams_no_worse_than_diffusers_tiling(random_pair):
     with torch.no_grad():
         ref_dec = ref.decode(z).sample
         ref.enable_tiling(
-            tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32, tile_sample_stride_width=32
+            tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32,
+            tile_sample_stride_width=32,
         )
         try:
             ref_dec_t = ref.decode(z).sample
@@ -90,7 +91,9 @@ def test_auto_mode_tiles_only_over_budget(random_pair):
     need = tiling.estimate_bytes(ours, "decode", 4, 6)
     roomy = tiling.plan_tiles(ours, "decode", 4, 6, tiled=None, tile_size=None, tile_overlap=None, memory_budget=need)
     assert roomy.single
-    tight = tiling.plan_tiles(ours, "decode", 4, 6, tiled=None, tile_size=None, tile_overlap=None, memory_budget=need - 1)
+    tight = tiling.plan_tiles(
+        ours, "decode", 4, 6, tiled=None, tile_size=None, tile_overlap=None, memory_budget=need - 1
+    )
     fits = [t for t in range(4, 7) if tiling.estimate_bytes(ours, "decode", min(t, 4), min(t, 6)) <= need - 1]
     assert not tight.single and tight.tile_size == 16 * max(fits)  # largest tile that fits the budget
     budget = tiling.estimate_bytes(ours, "decode", 6, 6)
@@ -117,9 +120,17 @@ def test_tile_size_alone_enables_tiling(random_pair):
 @pytest.mark.parametrize(
     "kwargs,exc_type,needle",
     [
-        ({"tiled": True, "tile_size": 100}, ValueError, "tile_size must be a multiple of 16 pixels and at least 32 (got 100; nearest valid: 96)"),
+        (
+            {"tiled": True, "tile_size": 100},
+            ValueError,
+            "tile_size must be a multiple of 16 pixels and at least 32 (got 100; nearest valid: 96)",
+        ),
         ({"tiled": True, "tile_size": 16}, ValueError, "at least 32 (got 16; nearest valid: 32)"),
-        ({"tiled": True, "tile_size": 64, "tile_overlap": 64}, ValueError, "tile_overlap (64) must be smaller than tile_size (64)"),
+        (
+            {"tiled": True, "tile_size": 64, "tile_overlap": 64},
+            ValueError,
+            "tile_overlap (64) must be smaller than tile_size (64)",
+        ),
         ({"tiled": True, "tile_size": 64, "tile_overlap": 20}, ValueError, "nearest valid: 16"),
         ({"tiled": True, "tile_overlap": 256}, ValueError, "tile_overlap (256) must be smaller than tile_size (256)"),
         ({"tiled": False, "tile_size": 64}, ValueError, "tiled=False"),
@@ -138,7 +149,9 @@ def test_tiling_argument_errors(random_pair, kwargs, exc_type, needle):
         ours.encode(torch.zeros(1, 3, 1, 64, 64), **kwargs)
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(12, 4, 1), (29, 16, 4), (20, 16, 4), (7, 3, 2), (100, 32, 4), (5, 8, 2)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(12, 4, 1), (29, 16, 4), (20, 16, 4), (7, 3, 2), (100, 32, 4), (5, 8, 2)]
+)
 def test_axis_spans_and_weights(length, tile, overlap):
     spans = tiling.axis_spans(length, tile, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == length

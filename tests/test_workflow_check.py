@@ -8,9 +8,7 @@ import json
 
 import pytest
 import torch
-
 import workflow_check as wc
-from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
 pytest.importorskip("cosmos3.vae.model")
 pytest.importorskip("tiny_vae")
@@ -228,7 +226,9 @@ def test_run_encode_from_loaded_image(comfy_pack, comfy_stub, builder, fixtures)
 def test_run_reports_node_errors_and_invalid_prompts(comfy_pack, builder, fixtures):
     api = rewrite_names(t2i_graph(builder).api(), fixtures.names)
     api["2"]["inputs"]["width"] = 40  # within min/max, so the server accepts it; the node refuses it
-    with pytest.raises(wc.NodeExecutionError, match=r"node 2 \(C3MoTEmptyLatent\) raised ValueError: width 40 is not a multiple of 16"):
+    with pytest.raises(
+        wc.NodeExecutionError, match=r"node 2 \(C3MoTEmptyLatent\) raised ValueError: width 40 is not a multiple of 16"
+    ):
         wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
     api = rewrite_names(t2i_graph(builder).api(), fixtures.names)
     api["1"]["inputs"]["vae_name"] = "missing.safetensors"  # not in the installed list: rejected before running

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from tiny_tokenizer import make_tokenizer_checkpoint, qwen_tokenizer_files
 from tiny_transformer import build_reference, tiny_config
 from tiny_vae import make_reference_vae

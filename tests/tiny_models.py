@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tiny_vae
 import torch
 
-import tiny_vae
-
 # A Wan 2.2-architecture VAE at the smallest widths that still work (≈1M parameters).
-TINY_VAE_CONFIG = dict(tiny_vae.diffusers_tiny_config(3, base_dim=8, decoder_base_dim=8), _class_name="AutoencoderKLWan")
+TINY_VAE_CONFIG = dict(
+    tiny_vae.diffusers_tiny_config(3, base_dim=8, decoder_base_dim=8), _class_name="AutoencoderKLWan"
+)
 VAE_FILE = "wan2.2_vae.safetensors"
 TEST_IMAGE = "c3mot_test.png"
 
@@ -37,8 +38,8 @@ TEST_IMAGE = "c3mot_test.png"
 @functools.lru_cache(maxsize=1)
 def tiny_vae_state() -> dict[str, torch.Tensor]:
     """Weights of the tiny VAE in the diffusers layout (built with cosmos3's own module; no diffusers import)."""
-    from cosmos3.vae.model import WanVAE
     from cosmos3.vae.config import WanVAEConfig
+    from cosmos3.vae.model import WanVAE
 
     model = WanVAE(WanVAEConfig.from_diffusers(TINY_VAE_CONFIG))
     tiny_vae.randomize_(model, seed=3)

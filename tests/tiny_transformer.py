@@ -149,13 +149,15 @@ def write_single_file(
     return Path(path)
 
 
-def write_random_checkpoint(config: dict[str, Any], path: Path, dtype: torch.dtype = torch.float32, seed: int = 0) -> int:
+def write_random_checkpoint(
+    config: dict[str, Any], path: Path, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> int:
     """Write random weights with diffusers keys for ``config`` without building a model; returns their bytes.
 
     Fast path for big fixtures (memory tests): norms are 1, everything else N(0, 0.02).
     """
-    from diffusers import Cosmos3OmniTransformer
     from accelerate import init_empty_weights
+    from diffusers import Cosmos3OmniTransformer
 
     with init_empty_weights():
         meta = Cosmos3OmniTransformer(**config)

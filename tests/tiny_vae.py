@@ -109,7 +109,9 @@ def save_diffusers_vae(folder: Path, model=None, seed: int = 0) -> Path:
     return folder
 
 
-def write_original_layout_file(path: Path, state_dict: dict, num_res_blocks: int = 2, config: dict | None = None) -> Path:
+def write_original_layout_file(
+    path: Path, state_dict: dict, num_res_blocks: int = 2, config: dict | None = None
+) -> Path:
     """Save a diffusers-layout ``state_dict`` under the original Wan 2.2 key names (single safetensors file).
 
     With ``config`` (a diffusers config dict) a ``config.json`` is written beside the file.

@@ -134,7 +134,9 @@ def node_specs(node_class_mappings: Mapping[str, type] | None = None) -> dict[st
 # Value checks shared by the UI and API checks
 
 
-def _check_widget_value(spec: InputSpec, value: Any, check_choices: bool = True, check_dynamic: bool = False) -> str | None:
+def _check_widget_value(
+    spec: InputSpec, value: Any, check_choices: bool = True, check_dynamic: bool = False
+) -> str | None:
     """A problem with a literal widget value, or None. Combo membership is checked for static combos when
     ``check_choices`` and for file-listing (dynamic) combos when ``check_dynamic``."""
     kind = spec.type
@@ -147,7 +149,11 @@ def _check_widget_value(spec: InputSpec, value: Any, check_choices: bool = True,
             return f"{spec.name}: {value!r} not in {shown}"
         return None
     if kind == "INT":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer())
+        ):
             return f"{spec.name}: expected an integer, got {value!r}"
     elif kind == "FLOAT":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -248,7 +254,8 @@ def check_ui_workflow(graph: Mapping, specs: Mapping[str, NodeSpec], *, check_ch
                 if link is None:
                     p(f"{where}: input {in_spec.name!r} refers to missing link {lid}")
                 elif link[3] != nid or link[4] != slot:
-                    p(f"{where}: input {in_spec.name!r} (slot {slot}) refers to link {lid} which targets node {link[3]} slot {link[4]}")
+                    p(f"{where}: input {in_spec.name!r} (slot {slot}) refers to link {lid} which targets node "
+                      f"{link[3]} slot {link[4]}")
         ui_names = [i.get("name") for i in ui_inputs]
         if len(set(ui_names)) != len(ui_names):
             p(f"{where}: duplicate input names {ui_names}")
@@ -284,8 +291,13 @@ def check_ui_workflow(graph: Mapping, specs: Mapping[str, NodeSpec], *, check_ch
         else:
             if lid not in (outs[src_slot].get("links") or []):
                 p(f"{where}: not listed in node {src} output {src_slot} links")
-            if src_spec is not None and src_slot < len(src_spec.outputs) and not _types_match(src_spec.outputs[src_slot], ltype):
-                p(f"{where}: type {ltype!r} but node {src} ({src_spec.type}) output {src_slot} is {src_spec.outputs[src_slot]!r}")
+            if (
+                src_spec is not None
+                and src_slot < len(src_spec.outputs)
+                and not _types_match(src_spec.outputs[src_slot], ltype)
+            ):
+                p(f"{where}: type {ltype!r} but node {src} ({src_spec.type}) output {src_slot} is "
+                  f"{src_spec.outputs[src_slot]!r}")
         if not (isinstance(dst_slot, int) and 0 <= dst_slot < len(ins)):
             p(f"{where}: target slot {dst_slot} does not exist on node {dst}")
         else:
@@ -293,7 +305,8 @@ def check_ui_workflow(graph: Mapping, specs: Mapping[str, NodeSpec], *, check_ch
                 p(f"{where}: node {dst} input slot {dst_slot} does not point back to it")
             in_spec = dst_spec.input(ins[dst_slot].get("name")) if dst_spec else None
             if in_spec is not None and not _types_match(ltype, in_spec.type):
-                p(f"{where}: type {ltype!r} but node {dst} ({dst_spec.type}) input {in_spec.name!r} is {in_spec.type!r}")
+                p(f"{where}: type {ltype!r} but node {dst} ({dst_spec.type}) input {in_spec.name!r} "
+                  f"is {in_spec.type!r}")
     if problems:
         raise WorkflowError(name, problems)
 
@@ -312,7 +325,9 @@ def _check_ui_widgets(node, spec: NodeSpec, where: str, problems: list[str], che
     if len(values) != spec.widget_slots:
         names = [w.name + (" (+control)" if w.options.get("control_after_generate") else "")
                  + (" (+upload)" if w.options.get("image_upload") else "") for w in spec.widgets]
-        problems.append(f"{where}: widgets_values has {len(values)} values, the node has {spec.widget_slots} widget slots {names}")
+        problems.append(
+            f"{where}: widgets_values has {len(values)} values, the node has {spec.widget_slots} widget slots {names}"
+        )
         return
     for w, value in zip(spec.widgets, _split_widget_values(spec, values)):
         value, extra = value
@@ -349,7 +364,7 @@ def ui_to_api(graph: Mapping, specs: Mapping[str, NodeSpec]) -> dict[str, dict]:
     """The API prompt the frontend would queue for a UI graph (muted nodes and notes dropped).
 
     Bypassed nodes (mode 4) are not supported here (the frontend re-routes their links)."""
-    links = {l[0]: l for l in graph.get("links") or []}
+    links = {link[0]: link for link in graph.get("links") or []}
     nodes = {n["id"]: n for n in graph.get("nodes") or []}
     prompt: dict[str, dict] = {}
     for nid, node in sorted(nodes.items()):
@@ -416,7 +431,8 @@ def check_api_workflow(prompt: Mapping, specs: Mapping[str, NodeSpec], *, check_
                 elif not (isinstance(slot, int) and 0 <= slot < len(src_spec.outputs)):
                     p(f"{where}: input {in_spec.name!r} links to missing output {slot} of node {src_id}")
                 elif not _types_match(src_spec.outputs[slot], in_spec.type):
-                    p(f"{where}: input {in_spec.name!r} is {in_spec.type!r} but node {src_id} output {slot} is {src_spec.outputs[slot]!r}")
+                    p(f"{where}: input {in_spec.name!r} is {in_spec.type!r} but node {src_id} output {slot} "
+                      f"is {src_spec.outputs[slot]!r}")
             elif not in_spec.is_widget:
                 p(f"{where}: input {in_spec.name!r} ({in_spec.type}) must be linked, got a literal {value!r}")
             else:
@@ -474,11 +490,15 @@ def check_api_twin(ui: Mapping, api: Mapping, specs: Mapping[str, NodeSpec], *, 
             problems.append(f"node {nid} ({expected[nid]['class_type']}) is in the UI graph but not in the API twin")
             continue
         if nid not in expected:
-            problems.append(f"node {nid} ({api[nid].get('class_type')}) is in the API twin but not (active) in the UI graph")
+            problems.append(
+                f"node {nid} ({api[nid].get('class_type')}) is in the API twin but not (active) in the UI graph"
+            )
             continue
         e, a = expected[nid], api[nid]
         if e["class_type"] != a.get("class_type"):
-            problems.append(f"node {nid}: class_type {a.get('class_type')!r} in the API twin, {e['class_type']!r} in the UI")
+            problems.append(
+                f"node {nid}: class_type {a.get('class_type')!r} in the API twin, {e['class_type']!r} in the UI"
+            )
             continue
         a_inputs = a.get("inputs") or {}
         for key in sorted(set(e["inputs"]) | set(a_inputs)):
@@ -487,7 +507,9 @@ def check_api_twin(ui: Mapping, api: Mapping, specs: Mapping[str, NodeSpec], *, 
             elif key not in e["inputs"]:
                 problems.append(f"node {nid}: input {key!r} is in the API twin ({a_inputs[key]!r}) but not in the UI")
             elif not _same_value(e["inputs"][key], a_inputs[key]):
-                problems.append(f"node {nid}: input {key!r} is {a_inputs[key]!r} in the API twin, {e['inputs'][key]!r} in the UI")
+                problems.append(
+                    f"node {nid}: input {key!r} is {a_inputs[key]!r} in the API twin, {e['inputs'][key]!r} in the UI"
+                )
     if problems:
         raise WorkflowError(name, problems)
 
@@ -624,7 +646,12 @@ class GraphBuilder:
 def output_names_of(node_class_mappings: Mapping[str, type]) -> dict[str, tuple[str, ...]]:
     """``RETURN_NAMES`` (or RETURN_TYPES) per node type, for :class:`GraphBuilder`."""
     out = {name: tuple(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES) for name, cls in CORE_STAND_INS.items()}
-    out.update({name: tuple(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES) for name, cls in node_class_mappings.items()})
+    out.update(
+        {
+            name: tuple(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)
+            for name, cls in node_class_mappings.items()
+        }
+    )
     return out
 
 
@@ -705,7 +732,9 @@ class CoreSaveImage(_StandIn):
         _check_image_batch(images, type(self).__name__)
         fp = _folder_paths()
         base = fp.get_output_directory() if self.kind == "output" else fp.get_temp_directory()
-        folder, filename, counter, subfolder, _ = fp.get_save_image_path(filename_prefix, base, images.shape[2], images.shape[1])
+        folder, filename, counter, subfolder, _ = fp.get_save_image_path(
+            filename_prefix, base, images.shape[2], images.shape[1]
+        )
         results = []
         for i, image in enumerate(images):
             name = f"{filename}_{counter + i:05}_.png"
@@ -849,7 +878,9 @@ CORE_STAND_INS: dict[str, type] = {
     "SaveWEBM": CoreSaveWEBM,
     "PrimitiveString": _primitive("PrimitiveString", "STRING", {}),
     "PrimitiveStringMultiline": _primitive("PrimitiveStringMultiline", "STRING", {"multiline": True}),
-    "PrimitiveInt": _primitive("PrimitiveInt", "INT", {"min": -_MAXSIZE, "max": _MAXSIZE, "control_after_generate": True}),
+    "PrimitiveInt": _primitive(
+        "PrimitiveInt", "INT", {"min": -_MAXSIZE, "max": _MAXSIZE, "control_after_generate": True}
+    ),
     "PrimitiveFloat": _primitive("PrimitiveFloat", "FLOAT", {"min": -_MAXSIZE, "max": _MAXSIZE}),
     "PrimitiveBoolean": _primitive("PrimitiveBoolean", "BOOLEAN", {}),
 }
@@ -962,7 +993,10 @@ def run_api_workflow(prompt: Mapping, node_class_mappings: Mapping[str, type], *
                 ui[nid] = result["ui"]
             result = tuple(result.get("result", ()))
         if not isinstance(result, tuple) or len(result) != len(spec.outputs):
-            raise WorkflowError("run", [f"node {nid} ({node['class_type']}) returned {len(result) if isinstance(result, tuple) else type(result).__name__} values, declares {len(spec.outputs)}"])
+            got = len(result) if isinstance(result, tuple) else type(result).__name__
+            raise WorkflowError(
+                "run", [f"node {nid} ({node['class_type']}) returned {got} values, declares {len(spec.outputs)}"]
+            )
         for slot, (type_name, value) in enumerate(zip(spec.outputs, result)):
             check_output_value(type_name, value, f"node {nid} ({node['class_type']}) output {slot}")
         outputs[nid] = result

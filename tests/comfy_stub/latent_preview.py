@@ -11,11 +11,10 @@ module-level ``preview_calls``.
 
 from __future__ import annotations
 
-import torch
-from PIL import Image
-
 import comfy.utils
+import torch
 from comfy.cli_args import LatentPreviewMethod, args
+from PIL import Image
 
 preview_calls: list[dict] = []
 
@@ -51,7 +50,11 @@ class Latent2RGBPreviewer(LatentPreviewer):
         self.calls.append(call)
         preview_calls.append(call)
         factors = self.latent_rgb_factors.to(dtype=x0.dtype, device=x0.device)
-        bias = None if self.latent_rgb_factors_bias is None else self.latent_rgb_factors_bias.to(dtype=x0.dtype, device=x0.device)
+        bias = (
+            None
+            if self.latent_rgb_factors_bias is None
+            else self.latent_rgb_factors_bias.to(dtype=x0.dtype, device=x0.device)
+        )
         frame = x0[0, :, 0] if x0.ndim == 5 else x0[0]
         return preview_to_image(torch.nn.functional.linear(frame.movedim(0, -1), factors, bias=bias))
 

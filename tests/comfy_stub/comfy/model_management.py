@@ -25,7 +25,7 @@ class _Config:
 
 
 _config = _Config()
-current_loaded_models: list["LoadedModel"] = []
+current_loaded_models: list[LoadedModel] = []
 load_calls: list[dict] = []
 free_calls: list[dict] = []
 empty_cache_calls: list[bool] = []
@@ -226,7 +226,9 @@ def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimu
                 current_loaded_models.remove(other)
     for entry in to_load:
         if not is_device_cpu(entry.device):
-            need = entry.model_memory() - (entry.model_loaded_memory() if entry.model.current_loaded_device() == entry.device else 0)
+            need = entry.model_memory() - (
+                entry.model_loaded_memory() if entry.model.current_loaded_device() == entry.device else 0
+            )
             free_memory(need * 1.1 + max(minimum_inference_memory(), memory_required + extra_reserved_memory()),
                         entry.device, keep_loaded=to_load)
     for entry in to_load:

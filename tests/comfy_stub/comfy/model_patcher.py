@@ -49,7 +49,7 @@ class ModelPatcher:
     def lowvram_patch_counter(self) -> int:
         return self.model.lowvram_patch_counter
 
-    def clone(self) -> "ModelPatcher":
+    def clone(self) -> ModelPatcher:
         n = self.__class__(self.model, self.load_device, self.offload_device, self.size,
                            weight_inplace_update=self.weight_inplace_update)
         n.patches = {k: v[:] for k, v in self.patches.items()}
