@@ -62,11 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--system-prompt", dest="system_prompt", action="store_true", default=None)
     gen.add_argument("--no-system-prompt", dest="system_prompt", action="store_false")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    gen.add_argument("--dtype", choices=("auto", *DTYPES), default="auto", help="weights (auto: bf16 on GPU, fp32 on CPU)")
+    gen.add_argument(
+        "--dtype", choices=("auto", *DTYPES), default="auto", help="weights (auto: bf16 on GPU, fp32 on CPU)"
+    )
     gen.add_argument("--vae", type=Path, default=None, help="VAE override (e.g. wan2.2_vae.safetensors)")
     gen.add_argument("--tiled-decode", choices=("auto", "on", "off"), default="auto")
-    gen.add_argument("--no-strict-sizes", dest="strict_sizes", action="store_false",
-                     help="allow sizes/frames outside the trained envelope of the variant")
+    gen.add_argument(
+        "--no-strict-sizes",
+        dest="strict_sizes",
+        action="store_false",
+        help="allow sizes/frames outside the trained envelope of the variant",
+    )
     gen.add_argument("--output", required=True, type=Path, help=f"output file: {', '.join(OUTPUT_FORMATS)}")
 
     demo = sub.add_parser("demo", help="install check on a tiny random checkpoint (the outputs are noise)")
@@ -87,18 +93,36 @@ def run_generate(args: argparse.Namespace) -> Path:
     dtype = _dtype(args.dtype, device)
     start = time.perf_counter()
     pipe = Cosmos3Pipeline.from_pretrained(args.checkpoint, dtype=dtype, device=device, vae_path=args.vae)
-    print(f"loaded {args.checkpoint} ({pipe.variant.value}, {dtype}, {device}) in {time.perf_counter() - start:.1f}s",
-          file=sys.stderr)
+    print(
+        f"loaded {args.checkpoint} ({pipe.variant.value}, {dtype}, {device}) in {time.perf_counter() - start:.1f}s",
+        file=sys.stderr,
+    )
     frames = pipe.generate(
-        args.prompt, args.negative_prompt, image=image, video=video, num_frames=args.frames, height=args.height,
-        width=args.width, fps=args.fps, steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-        schedule=args.schedule, shift=args.shift, prompt_style=args.prompt_style,
-        use_system_prompt=args.system_prompt, callback=_progress, strict_sizes=args.strict_sizes,
+        args.prompt,
+        args.negative_prompt,
+        image=image,
+        video=video,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        fps=args.fps,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        schedule=args.schedule,
+        shift=args.shift,
+        prompt_style=args.prompt_style,
+        use_system_prompt=args.system_prompt,
+        callback=_progress,
+        strict_sizes=args.strict_sizes,
         tiled_decode={"auto": None, "on": True, "off": False}[args.tiled_decode],
     )
     write_frames(frames, output, fps=args.fps)
-    print(f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
-          f"in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+    print(
+        f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
+        f"in {time.perf_counter() - start:.1f}s",
+        file=sys.stderr,
+    )
     return output
 
 
@@ -121,7 +145,9 @@ def run_demo(args: argparse.Namespace) -> list[Path]:
             "t2i": dict(num_frames=1, height=64, width=64),
         }
         for name, kwargs in runs.items():
-            frames = pipe.generate("a red ball rolls over the table", steps=args.steps, seed=0, callback=_progress, **kwargs)
+            frames = pipe.generate(
+                "a red ball rolls over the table", steps=args.steps, seed=0, callback=_progress, **kwargs
+            )
             suffix = ".png" if frames.shape[0] == 1 else ".mp4"
             written.append(write_frames(frames, args.output_dir / f"demo_{name}{suffix}"))
             print(f"{name}: wrote {written[-1]} ({tuple(frames.shape)})", file=sys.stderr)

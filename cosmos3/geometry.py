@@ -176,7 +176,7 @@ class Geometry:
         """Latent ``(C, T', H/16, W/16)``."""
         return channels, self.latent_frames, self.height // SPATIAL_MULTIPLE, self.width // SPATIAL_MULTIPLE
 
-    def same_clip(self, other: "Geometry") -> bool:
+    def same_clip(self, other: Geometry) -> bool:
         """Same frames and size, and the same fps unless both are images (an image has no frame rate)."""
         return (self.frames, self.height, self.width) == (other.frames, other.height, other.width) and (
             self.is_image or math.isclose(self.fps, other.fps)

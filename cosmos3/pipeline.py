@@ -42,7 +42,8 @@ def latents_to_frames(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def text_tower_mode(offload_text_tower: bool | str) -> str:
-    """``False`` -> ``"keep"``, ``True`` -> ``"offload"``, or one of :data:`cosmos3.runtime.offload.TEXT_TOWER_MODES`."""
+    """``False`` -> ``"keep"``, ``True`` -> ``"offload"``, or one of
+    :data:`cosmos3.runtime.offload.TEXT_TOWER_MODES`."""
     if offload_text_tower is False or offload_text_tower is None:
         return "keep"
     if offload_text_tower is True:
@@ -98,7 +99,7 @@ class Cosmos3Pipeline:
         text_offload_device: torch.device | str = "cpu",
         prompt_cache: int | None = None,
         attention_backend: str | None = None,
-    ) -> "Cosmos3Pipeline":
+    ) -> Cosmos3Pipeline:
         """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
 
         ``vae_path`` overrides the VAE location (e.g. ComfyUI's ``wan2.2_vae.safetensors``).
@@ -113,21 +114,32 @@ class Cosmos3Pipeline:
         info = CheckpointInfo.read(checkpoint_dir)
         transformer_path = info.root / "transformer"
         transformer = load_transformer(
-            transformer_path, dtype=dtype, device=device, weight_storage=weight_storage,
+            transformer_path,
+            dtype=dtype,
+            device=device,
+            weight_storage=weight_storage,
             text_tower_device=text_offload_device if mode != "keep" else None,
         )
         if attention_backend is not None:
             transformer.attention_backend = attention_backend
         reload = None
         if mode == "drop":
+
             def reload():
                 return load_text_tower(transformer_path, dtype=dtype, device=device, weight_storage=weight_storage)
-        residency = TextTowerResidency(transformer, mode, device=device, offload_device=text_offload_device, reload=reload)
+
+        residency = TextTowerResidency(
+            transformer, mode, device=device, offload_device=text_offload_device, reload=reload
+        )
         entries = prompt_cache if prompt_cache is not None else (4 if mode != "keep" else 0)
         vae = load_vae(vae_path or info.root / "vae", dtype=vae_dtype or dtype, device=device)
         tokenizer = load_text_tokenizer(info.root, vocab_size=transformer.config.vocab_size)
         return cls(
-            transformer, vae, tokenizer, info, text_residency=residency,
+            transformer,
+            vae,
+            tokenizer,
+            info,
+            text_residency=residency,
             prompt_cache=PromptKVCache(entries) if entries else None,
         )
 
@@ -203,10 +215,21 @@ class Cosmos3Pipeline:
         """
         info = self.info
         plan = resolve_sampling_plan(
-            num_frames=num_frames, height=height, width=width, fps=fps, has_image=image is not None,
-            has_video=video is not None, variant=self.variant, kind=info.kind if info is not None else "base",
-            distilled=info.distilled if info is not None else False, steps=steps, guidance=guidance_scale,
-            shift=shift, schedule=schedule, guidance_interval=guidance_interval, strict=strict_sizes,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            fps=fps,
+            has_image=image is not None,
+            has_video=video is not None,
+            variant=self.variant,
+            kind=info.kind if info is not None else "base",
+            distilled=info.distilled if info is not None else False,
+            steps=steps,
+            guidance=guidance_scale,
+            shift=shift,
+            schedule=schedule,
+            guidance_interval=guidance_interval,
+            strict=strict_sizes,
         )
         geometry = plan.geometry
         if prompt_style == "diffusers" and use_system_prompt is None and info is not None:
@@ -215,26 +238,43 @@ class Cosmos3Pipeline:
         if guardrail is not None:
             guardrail.ensure_prompt_safe(prompt)
         encoded = self.encode_prompt(
-            prompt, negative_prompt, geometry=geometry, prompt_style=prompt_style,
-            use_system_prompt=use_system_prompt, with_negative=plan.guidance != 1.0, offload_device=None,
+            prompt,
+            negative_prompt,
+            geometry=geometry,
+            prompt_style=prompt_style,
+            use_system_prompt=use_system_prompt,
+            with_negative=plan.guidance != 1.0,
+            offload_device=None,
         )
         condition: ImageCondition | None = None
         if image is not None:
             condition = encode_image_condition(self.vae, image, geometry)
         elif video is not None:
             condition = encode_video_condition(
-                self.vae, video, geometry, condition_frames=condition_frames, keep=video_keep,
+                self.vae,
+                video,
+                geometry,
+                condition_frames=condition_frames,
+                keep=video_keep,
             )
 
         step_callback = None
         if callback is not None:
+
             def step_callback(info: StepInfo) -> None:
                 callback(info.index, info.total, info.latents)
 
         latents = sample(
-            self.transformer, encoded, plan.build_sampler(info), guidance_scale=plan.guidance, seed=seed,
-            condition=condition, guidance_interval=plan.guidance_interval, callback=step_callback,
-            cfg_batch=self.cfg_batch, step_cache=self.step_cache,
+            self.transformer,
+            encoded,
+            plan.build_sampler(info),
+            guidance_scale=plan.guidance,
+            seed=seed,
+            condition=condition,
+            guidance_interval=plan.guidance_interval,
+            callback=step_callback,
+            cfg_batch=self.cfg_batch,
+            step_cache=self.step_cache,
         )
         if return_latents:
             return latents

@@ -125,14 +125,23 @@ def find_problems(config: GuardrailConfig) -> list[str]:
 
     if qwen3guard_enabled(config):
         if config.qwen3guard_dir is None:
-            problems.append(f"Qwen3Guard: no model folder given — download {QWEN3GUARD_REPO} into models/cosmos3_guardrail/")
+            problems.append(
+                f"Qwen3Guard: no model folder given — download {QWEN3GUARD_REPO} into models/cosmos3_guardrail/"
+            )
         else:
             for p in qwen3guard_problems(config.qwen3guard_dir):
-                problems.append(f"Qwen3Guard: {p} — download {QWEN3GUARD_REPO} (safetensors) into {config.qwen3guard_dir}")
+                problems.append(
+                    f"Qwen3Guard: {p} — download {QWEN3GUARD_REPO} (safetensors) into {config.qwen3guard_dir}"
+                )
 
     if config.face_blur and assets is not None:
         problem = _network_weights_problem(
-            "face blur", "RetinaFace weights", assets, RETINAFACE_WEIGHTS, RETINAFACE_PICKLE, lambda shapes: RetinaFaceNet()
+            "face blur",
+            "RetinaFace weights",
+            assets,
+            RETINAFACE_WEIGHTS,
+            RETINAFACE_PICKLE,
+            lambda shapes: RetinaFaceNet(),
         )
         if problem:
             problems.append(problem)
@@ -140,7 +149,11 @@ def find_problems(config: GuardrailConfig) -> list[str]:
     if config.content_filter:
         if assets is not None:
             problem = _network_weights_problem(
-                "content filter", "classifier weights", assets, SAFETY_HEAD_WEIGHTS, SAFETY_HEAD_PICKLE,
+                "content filter",
+                "classifier weights",
+                assets,
+                SAFETY_HEAD_WEIGHTS,
+                SAFETY_HEAD_PICKLE,
                 lambda shapes: SafetyHead(
                     in_dim=shapes.get("layers.0.weight", (512, 1152))[1],
                     num_classes=shapes.get("layers.6.weight", (7, 256))[0],
@@ -149,8 +162,12 @@ def find_problems(config: GuardrailConfig) -> list[str]:
             if problem:
                 problems.append(problem)
         if config.siglip_dir is None:
-            problems.append(f"content filter: no SigLIP folder given — download {SIGLIP_REPO} into models/cosmos3_guardrail/")
+            problems.append(
+                f"content filter: no SigLIP folder given — download {SIGLIP_REPO} into models/cosmos3_guardrail/"
+            )
         else:
             for p in siglip_problems(config.siglip_dir):
-                problems.append(f"content filter: SigLIP {p} — download {SIGLIP_REPO} (safetensors) into {config.siglip_dir}")
+                problems.append(
+                    f"content filter: SigLIP {p} — download {SIGLIP_REPO} (safetensors) into {config.siglip_dir}"
+                )
     return problems

@@ -96,7 +96,9 @@ def convert_safety_filter(src: Path, dst: Path | None = None) -> Path:
     state = {k[len("network.") :] if k.startswith("network.") else k: v for k, v in load_pickled_state(src).items()}
     first, last = state.get("layers.0.weight"), state.get("layers.6.weight")
     if first is None or last is None:
-        raise ConversionError(f"{src}: not a content-safety classifier (no layers.0.weight / layers.6.weight); keys: {sorted(state)[:8]}")
+        raise ConversionError(
+            f"{src}: not a content-safety classifier (no layers.0.weight / layers.6.weight); keys: {sorted(state)[:8]}"
+        )
     with torch.device("meta"):
         head = SafetyHead(in_dim=first.shape[1], num_classes=last.shape[0])
     check_state_keys(head, {k: tuple(v.shape) for k, v in state.items()}, str(src))
@@ -115,7 +117,8 @@ def convert_release(assets_dir: Path) -> list[Path]:
         written.append(convert_safety_filter(assets_dir / SAFETY_HEAD_PICKLE, assets_dir / SAFETY_HEAD_WEIGHTS))
     if not written:
         raise ConversionError(
-            f"{assets_dir}: nothing to convert (looked for {RETINAFACE_PICKLE.as_posix()} and {SAFETY_HEAD_PICKLE.as_posix()})"
+            f"{assets_dir}: nothing to convert "
+            f"(looked for {RETINAFACE_PICKLE.as_posix()} and {SAFETY_HEAD_PICKLE.as_posix()})"
         )
     return written
 

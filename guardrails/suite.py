@@ -106,7 +106,7 @@ class Guardrail:
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: GuardrailConfig) -> "Guardrail":
+    def from_config(cls, config: GuardrailConfig) -> Guardrail:
         """Validate all files for the enabled checks (one error listing every problem), then build.
 
         Heavy weights (Qwen3Guard, RetinaFace, SigLIP) load lazily on first use.
@@ -208,7 +208,8 @@ class Guardrail:
         lines = []
         for name in self.TEXT_CHECKS + self.FRAME_CHECKS:
             comp = self._component(name)
-            lines.append(f"{name}: {'on' if comp is not None else 'off — ' + self.off_reasons.get(name, 'not configured')}")
+            state = "on" if comp is not None else "off — " + self.off_reasons.get(name, "not configured")
+            lines.append(f"{name}: {state}")
         if all(self._component(n) is None for n in self.TEXT_CHECKS + self.FRAME_CHECKS):
             lines.insert(0, "GUARDRAILS DISABLED BY USER: no check is enabled")
         return "\n".join(lines)
@@ -226,7 +227,11 @@ class Guardrail:
         report = Report(subject, notes=self._posture_notes(self.TEXT_CHECKS, "TEXT"))
         empty = not text.strip()
         if empty and self.block_empty_prompt:
-            report.results.append(CheckResult("empty_prompt", "block", "the prompt is empty and empty prompts are blocked by configuration"))
+            report.results.append(
+                CheckResult(
+                    "empty_prompt", "block", "the prompt is empty and empty prompts are blocked by configuration"
+                )
+            )
         blocked = not report.safe
         for name in self.TEXT_CHECKS:
             comp = self._component(name)
@@ -242,14 +247,18 @@ class Guardrail:
                 blocked = result.blocks
         return report
 
-    def check_prompt(self, prompt: str, negative_prompt: str | None = None, check_negative: bool = False) -> list[Report]:
+    def check_prompt(
+        self, prompt: str, negative_prompt: str | None = None, check_negative: bool = False
+    ) -> list[Report]:
         """Reports for the prompt and (when ``check_negative``) the negative prompt."""
         reports = [self.check_text(prompt, "prompt")]
         if check_negative and negative_prompt is not None:
             reports.append(self.check_text(negative_prompt, "negative prompt"))
         return reports
 
-    def ensure_prompt_safe(self, prompt: str, negative_prompt: str | None = None, check_negative: bool = False) -> list[Report]:
+    def ensure_prompt_safe(
+        self, prompt: str, negative_prompt: str | None = None, check_negative: bool = False
+    ) -> list[Report]:
         """Like :meth:`check_prompt` but raises :class:`GuardrailBlocked` when any report blocks."""
         reports = self.check_prompt(prompt, negative_prompt, check_negative)
         if not all(r.safe for r in reports):
@@ -268,18 +277,25 @@ class Guardrail:
         if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             got = f"{type(frames).__name__} {getattr(frames, 'dtype', '')} {tuple(getattr(frames, 'shape', ()))}"
             raise ValueError(f"guardrail: frames must be a uint8 numpy array [T,H,W,3] (RGB), got {got}")
-        report = Report(f"{frames.shape[0]} frame(s) {frames.shape[2]}x{frames.shape[1]}", notes=self._posture_notes(self.FRAME_CHECKS, "FRAME"))
+        report = Report(
+            f"{frames.shape[0]} frame(s) {frames.shape[2]}x{frames.shape[1]}",
+            notes=self._posture_notes(self.FRAME_CHECKS, "FRAME"),
+        )
         regions: list[list[tuple[int, int, int, int]]] = [[] for _ in range(frames.shape[0])]
         if frames.shape[0] == 0:
             raise ValueError("guardrail: got an empty frame batch (0 frames)")
         callback = _guard_callback(on_batch)
         try:
             if self.content_filter is None:
-                report.results.append(CheckResult("content_filter", "off", self.off_reasons.get("content_filter", "not configured")))
+                report.results.append(
+                    CheckResult("content_filter", "off", self.off_reasons.get("content_filter", "not configured"))
+                )
             else:
                 report.results.append(_run_check("content_filter", lambda: self.content_filter.check(frames)))
             if self.face_blur is None:
-                report.results.append(CheckResult("face_blur", "off", self.off_reasons.get("face_blur", "not configured")))
+                report.results.append(
+                    CheckResult("face_blur", "off", self.off_reasons.get("face_blur", "not configured"))
+                )
                 out = frames.copy() if report.safe else None
             elif not report.safe:
                 report.results.append(CheckResult("face_blur", "skipped", "frames blocked by an earlier check"))

@@ -166,7 +166,9 @@ const S = window.__c3mot;
 S.scan();
 const app = window.app, LG = window.LiteGraph;
 const graph = app.rootGraph || app.graph;
-const safe = (v) => { try { return v === undefined ? null : JSON.parse(JSON.stringify(v)); } catch (e) { return String(v); } };
+const safe = (v) => {
+  try { return v === undefined ? null : JSON.parse(JSON.stringify(v)); } catch (e) { return String(v); }
+};
 const registered = LG.registered_node_types || {};
 const nodes = (graph.nodes || graph._nodes || []).map((n) => {
   let serialized = null, serializeError = null;
@@ -183,7 +185,10 @@ return {
   nodes, version,
   unregistered: types.filter((t) => !(t in registered)),
   console: S.console, messages: S.messages,
-  canvas: {scale: app.canvas.ds ? app.canvas.ds.scale : null, offset: app.canvas.ds ? safe(app.canvas.ds.offset) : null},
+  canvas: {
+    scale: app.canvas.ds ? app.canvas.ds.scale : null,
+    offset: app.canvas.ds ? safe(app.canvas.ds.offset) : null,
+  },
 };
 """
 
@@ -237,12 +242,14 @@ class FrontendResult:
         return [e for e in entries if any(marker in e["text"] for marker in OUR_MARKERS)]
 
     def summary(self) -> str:
-        head = (f"{self.name} @ frontend {self.frontend_version or '?'}: load_ok={self.load_ok} "
-                f"nodes {self.loaded_nodes}/{self.expected_nodes} (ours {self.our_nodes}) "
-                f"unknown={self.unknown_types} error_nodes={len(self.error_nodes)} "
-                f"widget_diffs={len(self.widget_diffs)} resave_diffs={len(self.resave_diffs)} "
-                f"console_errors={len(self.exceptions)} messages={len(self.load_messages)} "
-                f"({self.seconds:.1f} s) screenshot={self.screenshot}")
+        head = (
+            f"{self.name} @ frontend {self.frontend_version or '?'}: load_ok={self.load_ok} "
+            f"nodes {self.loaded_nodes}/{self.expected_nodes} (ours {self.our_nodes}) "
+            f"unknown={self.unknown_types} error_nodes={len(self.error_nodes)} "
+            f"widget_diffs={len(self.widget_diffs)} resave_diffs={len(self.resave_diffs)} "
+            f"console_errors={len(self.exceptions)} messages={len(self.load_messages)} "
+            f"({self.seconds:.1f} s) screenshot={self.screenshot}"
+        )
         lines = [head]
         if self.load_error:
             lines.append(f"  load error: {self.load_error}")
@@ -278,8 +285,9 @@ def _same(expected: Any, actual: Any) -> bool:
     return expected == actual
 
 
-def compare_widgets(workflow: dict, loaded_nodes: list[dict], prefix: str = OUR_PREFIX
-                    ) -> tuple[list[WidgetDiff], list[WidgetDiff], int]:
+def compare_widgets(
+    workflow: dict, loaded_nodes: list[dict], prefix: str = OUR_PREFIX
+) -> tuple[list[WidgetDiff], list[WidgetDiff], int]:
     """(after-load diffs, re-save diffs, number of our nodes) for the nodes whose type starts with ``prefix``.
 
     After load: the widgets with ``serialize !== false``, in order, are what ``LGraphNode.configure`` fills
@@ -315,8 +323,11 @@ def compare_widgets(workflow: dict, loaded_nodes: list[dict], prefix: str = OUR_
             act = widgets[slot]["value"] if slot < len(widgets) else "<missing>"
             name = widgets[slot]["name"] if slot < len(widgets) else None
             if not _same(exp, act):
-                note = "no widget for this slot" if act == "<missing>" else (
-                    "widget not in the JSON" if exp == "<missing>" else "")
+                note = (
+                    "no widget for this slot"
+                    if act == "<missing>"
+                    else ("widget not in the JSON" if exp == "<missing>" else "")
+                )
                 after.append(WidgetDiff(node["id"], kind, slot, name, exp, act, note))
         saved = loaded.get("serialized")
         if saved is None and loaded.get("serialize_error"):
@@ -369,8 +380,17 @@ def browser_available() -> str | None:
 class FrontendSession:
     """One headless Chromium (via chromedriver) pointed at a ComfyUI server; reused for many workflows."""
 
-    def __init__(self, url: str, *, width: int = 1600, height: int = 1000, ready_timeout: float = 90.0,
-                 load_timeout: float = 60.0, settle: float = 2.0, frontend_version: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        width: int = 1600,
+        height: int = 1000,
+        ready_timeout: float = 90.0,
+        load_timeout: float = 60.0,
+        settle: float = 2.0,
+        frontend_version: str | None = None,
+    ):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -379,11 +399,22 @@ class FrontendSession:
         self.frontend_version = frontend_version
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    f"--window-size={width},{height}", "--no-first-run", "--no-default-browser-check",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-extensions", "--disable-default-apps", "--metrics-recording-only",
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"):
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--window-size={width},{height}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--disable-default-apps",
+            "--metrics-recording-only",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+        ):
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self._service = Service(CHROMEDRIVER)
@@ -426,8 +457,9 @@ class FrontendSession:
         of the previous check (every page starts from the frontend's default graph)."""
         origin = "/".join(self.url.split("/")[:3])
         try:
-            self.driver.execute_cdp_cmd("Storage.clearDataForOrigin",
-                                        {"origin": origin, "storageTypes": "local_storage,session_storage"})
+            self.driver.execute_cdp_cmd(
+                "Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "local_storage,session_storage"}
+            )
         except Exception:  # noqa: BLE001, S110 -- an older driver without the CDP call: keep the storage
             pass
         self.driver.get(self.url)
@@ -463,8 +495,9 @@ class FrontendSession:
             out.append({"kind": kind, "phase": phase, "text": text})
         return out
 
-    def check_workflow(self, workflow: dict | str | Path, *, name: str | None = None,
-                       screenshot: Path | str | None = None) -> FrontendResult:
+    def check_workflow(
+        self, workflow: dict | str | Path, *, name: str | None = None, screenshot: Path | str | None = None
+    ) -> FrontendResult:
         if isinstance(workflow, (str, Path)):
             name = name or Path(workflow).name
             workflow = json.loads(Path(workflow).read_text())
@@ -488,10 +521,16 @@ class FrontendSession:
         placeholders = {n["type"] for n in data["nodes"] if not n["registered"]}  # missing types load as these
         result.unknown_types = sorted(set(data["unregistered"]) | placeholders)
         result.error_nodes = [
-            {"id": n["id"], "type": n["type"],
-             "text": f"{n['type']} #{n['id']} flagged with errors by the frontend (widgets: "
-                     + ", ".join(f"{w['name']}={w['value']!r}" for w in n["widgets"]) + ")"}
-            for n in data["nodes"] if n["has_errors"] and n["registered"]]
+            {
+                "id": n["id"],
+                "type": n["type"],
+                "text": f"{n['type']} #{n['id']} flagged with errors by the frontend (widgets: "
+                + ", ".join(f"{w['name']}={w['value']!r}" for w in n["widgets"])
+                + ")",
+            }
+            for n in data["nodes"]
+            if n["has_errors"] and n["registered"]
+        ]
         result.widget_diffs, result.resave_diffs, result.our_nodes = compare_widgets(workflow, data["nodes"])
         if screenshot is not None:  # the graph as loaded, before any details panel is opened
             screenshot = Path(screenshot)

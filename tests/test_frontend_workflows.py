@@ -78,7 +78,9 @@ class KnownIssue:
     reason: str
 
     def matches(self, workflow: str, text: str) -> bool:
-        return bool(re.search(self.workflows, workflow)) and bool(re.search(self.pattern, text, re.DOTALL | re.IGNORECASE))
+        return bool(re.search(self.workflows, workflow)) and bool(
+            re.search(self.pattern, text, re.DOTALL | re.IGNORECASE)
+        )
 
 
 # The allow-list. Keep it short, and remove an entry when its issue is fixed.
@@ -117,8 +119,14 @@ def _bundled_version(comfy_dir: Path) -> str | None:
 
     try:
         code = "import importlib.metadata as m; print(m.version('comfyui-frontend-package'))"
-        out = subprocess.run([comfyui_python(comfy_dir), "-c", code], capture_output=True, text=True,
-                             timeout=60, cwd=comfy_dir, check=False)
+        out = subprocess.run(
+            [comfyui_python(comfy_dir), "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=comfy_dir,
+            check=False,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -150,7 +158,9 @@ def frontend(request, tmp_path_factory, artifacts):
             pytest.skip("set C3MOT_FRONTEND_ROOT to an unpacked frontend's static folder to test it too")
         root = Path(FRONTEND_ROOT)
         if not (root / "index.html").is_file():
-            pytest.fail(f"C3MOT_FRONTEND_ROOT={root} has no index.html (point it at .../comfyui_frontend_package/static)")
+            pytest.fail(
+                f"C3MOT_FRONTEND_ROOT={root} has no index.html (point it at .../comfyui_frontend_package/static)"
+            )
         extra_args = ("--front-end-root", str(root))
         version = static_frontend_version(root)
     else:
@@ -167,8 +177,13 @@ def frontend(request, tmp_path_factory, artifacts):
     try:
         session = FrontendSession(server.url, frontend_version=version)
         print(f"\n[frontend] {kind}: frontend {version} served by {server.url} (Chromium {session.browser_version})")
-        yield {"kind": kind, "version": version, "server": server, "session": session,
-               "out": artifacts / f"{kind}-{version}"}
+        yield {
+            "kind": kind,
+            "version": version,
+            "server": server,
+            "session": session,
+            "out": artifacts / f"{kind}-{version}",
+        }
     finally:
         if session is not None:
             session.close()
@@ -201,11 +216,18 @@ def _report(kind: str, version: str | None, result, out: Path) -> tuple[list[str
         lines.append(f"    console {tag}: {_short(c['text'])}")
         if not issue and any(marker in c["text"] for marker in OUR_MARKERS):
             failures.append(f"JS {c['kind']} about our nodes: {_short(c['text'], 1500)}")
-    startup = sorted({_short(c["text"], 160) for c in result.console
-                      if c["phase"] == "page" and c["kind"] in ("error", "exception", "unhandledrejection")})
+    startup = sorted(
+        {
+            _short(c["text"], 160)
+            for c in result.console
+            if c["phase"] == "page" and c["kind"] in ("error", "exception", "unhandledrejection")
+        }
+    )
     if startup:
-        lines.append(f"    ({len(startup)} distinct console errors while the page started, before the load; not ours"
-                     " unless listed above): " + " || ".join(startup))
+        lines.append(
+            f"    ({len(startup)} distinct console errors while the page started, before the load; not ours"
+            " unless listed above): " + " || ".join(startup)
+        )
     warnings = [c for c in result.console if c["kind"] in ("warn", "WARNING") and c["phase"] != "page"]
     if warnings:
         lines.append(f"    ({len(warnings)} console warnings during the load; see {out / (Path(name).stem + '.json')})")
@@ -237,11 +259,14 @@ def test_workflow_loads_in_frontend(frontend, workflow: Path):
     if result.unknown_types:
         problems.append(f"node types unknown to the frontend: {result.unknown_types}")
     if result.widget_diffs:
-        problems.append("widget values after load differ from widgets_values:\n  "
-                        + "\n  ".join(map(str, result.widget_diffs)))
+        problems.append(
+            "widget values after load differ from widgets_values:\n  " + "\n  ".join(map(str, result.widget_diffs))
+        )
     if result.resave_diffs:
-        problems.append("widget values a re-save would write differ from widgets_values:\n  "
-                        + "\n  ".join(map(str, result.resave_diffs)))
+        problems.append(
+            "widget values a re-save would write differ from widgets_values:\n  "
+            + "\n  ".join(map(str, result.resave_diffs))
+        )
     problems += failures
     assert not problems, f"{workflow.name} in frontend {kind} {version}:\n" + "\n".join(problems)
 
@@ -254,8 +279,19 @@ def test_checker_reports_problems(frontend):
     sampler = next(n for n in workflow["nodes"] if n["type"] == "C3MoTSampler")
     sampler["widgets_values"] = list(sampler["widgets_values"]) + ["surplus"]
     bogus_id = max(n["id"] for n in workflow["nodes"]) + 1
-    workflow["nodes"].append({"id": bogus_id, "type": "C3MoTNoSuchNode", "pos": [0, 900], "size": [240, 80],
-                              "flags": {}, "order": bogus_id, "mode": 0, "properties": {}, "widgets_values": [1]})
+    workflow["nodes"].append(
+        {
+            "id": bogus_id,
+            "type": "C3MoTNoSuchNode",
+            "pos": [0, 900],
+            "size": [240, 80],
+            "flags": {},
+            "order": bogus_id,
+            "mode": 0,
+            "properties": {},
+            "widgets_values": [1],
+        }
+    )
     workflow["last_node_id"] = bogus_id
     out.mkdir(parents=True, exist_ok=True)
     result = session.check_workflow(workflow, name="selftest_broken.json", screenshot=out / "selftest_broken.png")
@@ -263,5 +299,6 @@ def test_checker_reports_problems(frontend):
     print("\n" + "\n".join(lines))
     assert "C3MoTNoSuchNode" in result.unknown_types, result.summary()
     surplus = [d for d in result.widget_diffs if d.node_type == "C3MoTSampler"]
-    assert [(d.slot, d.expected, d.actual) for d in surplus] == [(len(sampler["widgets_values"]) - 1, "surplus", "<missing>")], \
-        result.summary()
+    assert [(d.slot, d.expected, d.actual) for d in surplus] == [
+        (len(sampler["widgets_values"]) - 1, "surplus", "<missing>")
+    ], result.summary()

@@ -22,8 +22,14 @@ def setup(tmp_path_factory):
     folder = save_folder(build_reference(tiny_config("qwen128"), seed=14), tmp_path_factory.mktemp("cache"))
     model = load_transformer(folder, dtype=torch.float32)
     ids = torch.arange(5, 25)
-    prompt = EncodedPrompt(model.encode_text(ids), model.encode_text(torch.arange(40, 47)), geometry=Geometry(5, 64, 64),
-                           style="framework", cond_text="a", uncond_text="b")
+    prompt = EncodedPrompt(
+        model.encode_text(ids),
+        model.encode_text(torch.arange(40, 47)),
+        geometry=Geometry(5, 64, 64),
+        style="framework",
+        cond_text="a",
+        uncond_text="b",
+    )
     return model, prompt
 
 

@@ -24,7 +24,16 @@ IMPORT_NAMES = {
     "better_profanity": {"better_profanity"},
 }
 # Provided by the host (ComfyUI brings torch) or by this repository itself.
-HOST_OR_OWN = {"torch", "comfy", "comfy_api", "folder_paths", "latent_preview", "node_helpers", "server", *RUNTIME_PACKAGES}
+HOST_OR_OWN = {
+    "torch",
+    "comfy",
+    "comfy_api",
+    "folder_paths",
+    "latent_preview",
+    "node_helpers",
+    "server",
+    *RUNTIME_PACKAGES,
+}
 
 
 def runtime_imports() -> dict[str, set[str]]:
@@ -45,7 +54,11 @@ def runtime_imports() -> dict[str, set[str]]:
 
 def listed_requirements() -> list[str]:
     lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    return [re.split(r"[<>=!~ ;\[]", line.strip(), maxsplit=1)[0] for line in lines if line.strip() and not line.startswith("#")]
+    return [
+        re.split(r"[<>=!~ ;\[]", line.strip(), maxsplit=1)[0]
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def test_every_runtime_import_is_listed():

@@ -113,7 +113,8 @@ def test_generation_size_envelopes():
     assert check_generation_size(Geometry(1, 960, 960), variant="super") == "720"
     assert check_generation_size(Geometry(121, 480, 832, 24), variant="edge") == "480"
     assert check_generation_size(Geometry(393, 192, 320, 24), variant="nano") == "256"
-    assert check_generation_size(Geometry(121, 480, 848, 24), variant="nano") == "704"  # custom size: next tier that covers it
+    # a custom size belongs to the next tier that covers it
+    assert check_generation_size(Geometry(121, 480, 848, 24), variant="nano") == "704"
     assert check_generation_size(Geometry(1, 1024, 1024), variant="super", allow_768=True) == "768"
     with pytest.raises(SizeError, match="larger than Cosmos3-Edge supports for video: allowed tiers 256, 480"):
         check_generation_size(Geometry(121, 720, 1280), variant="edge")
@@ -173,7 +174,9 @@ def test_every_default_is_valid_and_samplable(variant, checkpoint, mode):
         d = generation_defaults(mode, variant, checkpoint)
     except SizeError:
         return
-    tier = check_generation_size(Geometry(d.num_frames, d.height, d.width, d.fps), variant=variant, allow_768=d.tier == "768")
+    tier = check_generation_size(
+        Geometry(d.num_frames, d.height, d.width, d.fps), variant=variant, allow_768=d.tier == "768"
+    )
     assert tier == d.tier
     sampler = make_sampler(d.sampler, d.steps, shift=d.shift)
     assert sampler.num_steps == d.steps

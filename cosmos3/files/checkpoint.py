@@ -67,7 +67,11 @@ class CheckpointInfo:
                 sigmas = [float(v) for v in fixed["t_list"]]
         kind = checkpoint_kind_from_name(root.name)
         if sigmas is not None and not kind.distilled:
-            kind = CheckpointKind.IMAGE2VIDEO_4STEP if kind is CheckpointKind.IMAGE2VIDEO else CheckpointKind.TEXT2IMAGE_4STEP
+            kind = (
+                CheckpointKind.IMAGE2VIDEO_4STEP
+                if kind is CheckpointKind.IMAGE2VIDEO
+                else CheckpointKind.TEXT2IMAGE_4STEP
+            )
         return cls(
             root=root,
             name=root.name,

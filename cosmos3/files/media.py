@@ -19,11 +19,15 @@ def check_output_path(path: str | Path, num_frames: int | None = None) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise ValueError(f"unsupported output extension {path.suffix or '(none)'!r} for {path}; use one of {OUTPUT_FORMATS}")
+        raise ValueError(
+            f"unsupported output extension {path.suffix or '(none)'!r} for {path}; use one of {OUTPUT_FORMATS}"
+        )
     if not path.parent.is_dir():
         raise ValueError(f"output folder {path.parent} does not exist")
     if suffix == ".png" and num_frames is not None and num_frames != 1:
-        raise ValueError(f"{path}: .png holds one image but {num_frames} frames were requested; use .mp4, .webp or .npy")
+        raise ValueError(
+            f"{path}: .png holds one image but {num_frames} frames were requested; use .mp4, .webp or .npy"
+        )
     return path
 
 
@@ -90,9 +94,14 @@ def write_frames(frames: torch.Tensor, path: str | Path, fps: float = 24.0) -> P
                 images[0].save(tmp, format="WEBP", lossless=True)
             else:
                 images[0].save(
-                    tmp, format="WEBP", save_all=True, append_images=images[1:],
-                    duration=int(round(1000 / fps)), loop=0,  # noqa: RUF046 (fps may be a NumPy float)
-                    lossless=False, quality=90,
+                    tmp,
+                    format="WEBP",
+                    save_all=True,
+                    append_images=images[1:],
+                    duration=int(round(1000 / fps)),
+                    loop=0,  # noqa: RUF046 (fps may be a NumPy float)
+                    lossless=False,
+                    quality=90,
                 )
     return path
 

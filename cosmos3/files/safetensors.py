@@ -231,7 +231,9 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
                 fh.seek(start)
                 got = fh.readinto(view)
             if got != nbytes:
-                raise CheckpointError(f"{info.file}: truncated file while reading tensor {key!r} ({got} of {nbytes} bytes)")
+                raise CheckpointError(
+                    f"{info.file}: truncated file while reading tensor {key!r} ({got} of {nbytes} bytes)"
+                )
         return out
 
     def close(self) -> None:
@@ -297,4 +299,3 @@ def module_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 def meta_leftovers(module: torch.nn.Module) -> list[str]:
     """Names of parameters/buffers still on the meta device (i.e. never assigned)."""
     return [k for k, v in module.state_dict(keep_vars=True).items() if v.is_meta]
-

@@ -53,7 +53,9 @@ class KeyPadding:
     split: bool = False
 
     @classmethod
-    def from_starts(cls, starts: Sequence[int], total: int, device: torch.device | str | None, split: bool = False) -> KeyPadding:
+    def from_starts(
+        cls, starts: Sequence[int], total: int, device: torch.device | str | None, split: bool = False
+    ) -> KeyPadding:
         """Padding for keys of length ``total`` per sample, the first ``starts[b]`` of sample ``b`` being padding."""
         starts = tuple(int(s) for s in starts)
         if any(not 0 <= s < total for s in starts):
@@ -146,7 +148,8 @@ def attention(
     backend: str = "sdpa",
     key_padding: KeyPadding | None = None,
 ) -> torch.Tensor:
-    """Scaled dot-product attention with GQA: ``q`` [..., nh, Lq, hd], ``k``/``v`` [..., nkv, Lk, hd] -> [..., nh, Lq, hd].
+    """Scaled dot-product attention with GQA: ``q`` [..., nh, Lq, hd], ``k``/``v`` [..., nkv, Lk, hd]
+    -> [..., nh, Lq, hd].
 
     Output dtype = ``q.dtype``. ``key_padding`` needs 4-D input ``[B, ...]`` with ``B == len(starts)``.
     """
@@ -311,7 +314,9 @@ register_attention_backend("sdpa", _sdpa, supports_key_padding=_sdpa_masks_ok)
 register_attention_backend("math", _math, supports_key_padding=True)
 register_attention_backend("flash_attn", _flash_attn, package="flash_attn", install_hint="pip install flash-attn")
 register_attention_backend(
-    "flash_attn3", _flash_attn3, package="flash_attn_interface",
+    "flash_attn3",
+    _flash_attn3,
+    package="flash_attn_interface",
     install_hint="build FlashAttention-3 from the flash-attention repository's hopper/ folder (Hopper GPUs)",
 )
 register_attention_backend("sage", _sage, package="sageattention", install_hint="pip install sageattention")

@@ -140,13 +140,17 @@ class TransformerConfig:
             values.setdefault("use_und_k_norm_for_gen", True)
         for name, default in (_EDGE_DEFAULTS if edge else _QWEN_DEFAULTS).items():
             values.setdefault(name, default)
-        for name, allowed in (("position_embedding_type", "unified_3d_mrope"), ("joint_attn_implementation", "two_way")):
+        only = (("position_embedding_type", "unified_3d_mrope"), ("joint_attn_implementation", "two_way"))
+        for name, allowed in only:
             if name in raw and raw[name] != allowed:
                 raise ConfigError(f"{source}: field '{name}' is {raw[name]!r}; only {allowed!r} is supported")
 
         _merge_rope_fields(values, raw.get("rope_scaling"), source)
         if "head_dim" not in values:
-            hidden, heads = values.get("hidden_size", cls.hidden_size), values.get("num_attention_heads", cls.num_attention_heads)
+            hidden, heads = (
+                values.get("hidden_size", cls.hidden_size),
+                values.get("num_attention_heads", cls.num_attention_heads),
+            )
             if not (isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads == 0):
                 raise ConfigError(
                     f"{source}: field 'head_dim' is absent and hidden_size {hidden!r} is not a multiple of "
@@ -194,10 +198,14 @@ def _merge_rope_fields(values: dict[str, Any], rope_scaling: Any, source: str) -
         if extra:
             raise ConfigError(f"{source}: field 'rope_scaling' has unknown key(s) {extra}")
         if rope_scaling.get("mrope_interleaved", True) is not True:
-            raise ConfigError(f"{source}: field 'rope_scaling.mrope_interleaved' must be true (chunked mRoPE is not used by Cosmos3)")
+            raise ConfigError(
+                f"{source}: field 'rope_scaling.mrope_interleaved' must be true (chunked mRoPE is not used by Cosmos3)"
+            )
         for key in ("rope_type", "type"):
             if rope_scaling.get(key, "default") != "default":
-                raise ConfigError(f"{source}: field 'rope_scaling.{key}' is {rope_scaling[key]!r}; only 'default' is supported")
+                raise ConfigError(
+                    f"{source}: field 'rope_scaling.{key}' is {rope_scaling[key]!r}; only 'default' is supported"
+                )
         section = rope_scaling.get("mrope_section")
         if section is not None:
             if values.get("rope_axes_dim") is not None and list(values["rope_axes_dim"]) != list(section):
@@ -222,9 +230,18 @@ def _is_number(value: Any) -> bool:
 
 def _validate(cfg: TransformerConfig) -> None:
     for name in (
-        "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-        "intermediate_size", "vocab_size", "latent_channel", "latent_patch_size", "patch_latent_dim",
-        "temporal_compression_factor", "num_embodiment_domains",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "latent_channel",
+        "latent_patch_size",
+        "patch_latent_dim",
+        "temporal_compression_factor",
+        "num_embodiment_domains",
     ):
         value = getattr(cfg, name)
         if not _is_int(value) or value <= 0:
@@ -239,8 +256,13 @@ def _validate(cfg: TransformerConfig) -> None:
         if not _is_number(value) or value <= 0:
             raise ConfigError(f"field '{name}' must be a positive number, got {value!r}")
     for name in (
-        "attention_bias", "qk_norm_for_text", "use_und_k_norm_for_gen", "enable_fps_modulation",
-        "unified_3d_mrope_reset_spatial_ids", "sound_gen", "action_gen",
+        "attention_bias",
+        "qk_norm_for_text",
+        "use_und_k_norm_for_gen",
+        "enable_fps_modulation",
+        "unified_3d_mrope_reset_spatial_ids",
+        "sound_gen",
+        "action_gen",
     ):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"field '{name}' must be true or false, got {getattr(cfg, name)!r}")
@@ -276,4 +298,6 @@ def _validate(cfg: TransformerConfig) -> None:
     if cfg.sound_gen and (not _is_int(cfg.sound_dim) or cfg.sound_dim <= 0):
         raise ConfigError(f"field 'sound_dim' must be a positive integer when sound_gen is true, got {cfg.sound_dim!r}")
     if cfg.action_gen and (not _is_int(cfg.action_dim) or cfg.action_dim <= 0):
-        raise ConfigError(f"field 'action_dim' must be a positive integer when action_gen is true, got {cfg.action_dim!r}")
+        raise ConfigError(
+            f"field 'action_dim' must be a positive integer when action_gen is true, got {cfg.action_dim!r}"
+        )

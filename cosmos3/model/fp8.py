@@ -30,7 +30,13 @@ from torch import nn
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448
 WEIGHT_STORAGES = ("default", "auto", "fp8_e4m3fn")
-_STORAGE_ALIASES = {None: "default", "": "default", "fp8": "fp8_e4m3fn", "float8_e4m3fn": "fp8_e4m3fn", FP8_DTYPE: "fp8_e4m3fn"}
+_STORAGE_ALIASES = {
+    None: "default",
+    "": "default",
+    "fp8": "fp8_e4m3fn",
+    "float8_e4m3fn": "fp8_e4m3fn",
+    FP8_DTYPE: "fp8_e4m3fn",
+}
 
 
 def check_weight_storage(storage: str | torch.dtype | None) -> str:
@@ -38,7 +44,9 @@ def check_weight_storage(storage: str | torch.dtype | None) -> str:
     fp8, else the load dtype) or ``"fp8_e4m3fn"``. Raises ``ValueError`` listing the allowed names."""
     name = _STORAGE_ALIASES.get(storage, storage)
     if name not in WEIGHT_STORAGES:
-        raise ValueError(f"weight storage {storage!r} is not supported; allowed: {', '.join(WEIGHT_STORAGES)} (or 'fp8')")
+        raise ValueError(
+            f"weight storage {storage!r} is not supported; allowed: {', '.join(WEIGHT_STORAGES)} (or 'fp8')"
+        )
     return name
 
 
@@ -97,7 +105,9 @@ class Fp8Linear(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=FP8_DTYPE), requires_grad=False)
+        self.weight = nn.Parameter(
+            torch.empty(out_features, in_features, device=device, dtype=FP8_DTYPE), requires_grad=False
+        )
         self.register_buffer("weight_scale", torch.ones((), device=device, dtype=torch.float32))
         self.register_buffer("input_scale", None)
         if bias:
@@ -143,8 +153,12 @@ class Fp8Linear(nn.Module):
         out_dtype = x.dtype if x.dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.bfloat16
         bias = self.bias.to(out_dtype) if self.bias is not None and out_dtype != torch.float32 else None
         y = torch._scaled_mm(
-            x8, self.weight.t(), scale_a=x_scale.reshape(()), scale_b=self.weight_scale.float().reshape(()),
-            bias=bias, out_dtype=out_dtype,
+            x8,
+            self.weight.t(),
+            scale_a=x_scale.reshape(()),
+            scale_b=self.weight_scale.float().reshape(()),
+            bias=bias,
+            out_dtype=out_dtype,
         )
         if pad:
             y = y[:rows]
@@ -158,7 +172,9 @@ class Fp8Linear(nn.Module):
         weight = linear.weight
         out_features, in_features = weight.shape
         bias = getattr(linear, "bias", None)
-        module = cls(in_features, out_features, bias is not None, device="meta", dtype=bias.dtype if bias is not None else None)
+        module = cls(
+            in_features, out_features, bias is not None, device="meta", dtype=bias.dtype if bias is not None else None
+        )
         w8, scale = quantize_fp8(weight, per_channel=per_channel)
         module.weight = nn.Parameter(w8, requires_grad=False)
         module.weight_scale = scale
@@ -168,7 +184,9 @@ class Fp8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         scale = "per-channel" if self.weight_scale.dim() else "per-tensor"
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, {scale}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, {scale}"
+        )
 
 
 def fp8_matmul_supported(x: torch.Tensor) -> bool:
@@ -205,9 +223,15 @@ def swap_in_fp8_linears(model: nn.Module, names: Iterable[str] | None = None) ->
         old = getattr(parent, leaf)
         bias = getattr(old, "bias", None)
         setattr(
-            parent, leaf,
-            Fp8Linear(old.in_features, old.out_features, bias is not None, device="meta",
-                      dtype=bias.dtype if bias is not None else None),
+            parent,
+            leaf,
+            Fp8Linear(
+                old.in_features,
+                old.out_features,
+                bias is not None,
+                device="meta",
+                dtype=bias.dtype if bias is not None else None,
+            ),
         )
     return names
 

@@ -27,7 +27,9 @@ def check_input_ids(input_ids: torch.Tensor, config: TransformerConfig) -> torch
     if input_ids.dim() == 2 and input_ids.shape[0] == 1:
         input_ids = input_ids[0]
     if input_ids.dim() != 1 or input_ids.numel() == 0:
-        raise ValueError(f"encode_text: input_ids must be a non-empty 1-D tensor [L], got shape {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"encode_text: input_ids must be a non-empty 1-D tensor [L], got shape {tuple(input_ids.shape)}"
+        )
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
         raise ValueError(f"encode_text: input_ids must be integer token ids, got {input_ids.dtype}")
     low, high = int(input_ids.min()), int(input_ids.max())
@@ -110,7 +112,9 @@ def check_batched(text: BatchedTextKV, config: TransformerConfig) -> None:
     _check_layers(text, expected, config, "velocity_batch: batched cache")
 
 
-def _check_layers(kv: TextKVCache | BatchedTextKV, expected: tuple[int, ...], config: TransformerConfig, what: str) -> None:
+def _check_layers(
+    kv: TextKVCache | BatchedTextKV, expected: tuple[int, ...], config: TransformerConfig, what: str
+) -> None:
     """Every key and value of ``kv`` has shape ``expected`` and there is one per model layer."""
     if kv.num_layers != config.num_hidden_layers or any(tuple(t.shape) != expected for t in (*kv.keys, *kv.values)):
         raise ValueError(

@@ -303,13 +303,19 @@ def _check_scales(scales: dict[str, str], names: dict[str, str], reader: Safeten
         if numel != 1 and not (name.endswith(".weight_scale") and numel == out_features):
             problems.append(
                 f"    {key}: shape {list(reader[key].shape)}; expected a per-tensor scalar"
-                + (f" or [{out_features}] per output channel (block-scaled FP8 is not supported)" if name.endswith(".weight_scale") else "")
+                + (
+                    f" or [{out_features}] per output channel (block-scaled FP8 is not supported)"
+                    if name.endswith(".weight_scale")
+                    else ""
+                )
             )
     if problems:
         raise CheckpointKeyError(f"{source}: unusable fp8 scale tensors:\n" + "\n".join(problems))
 
 
-def _load_scale(reader: SafetensorsReader, scales: dict[str, str], name: str, weight: torch.Tensor) -> torch.Tensor | None:
+def _load_scale(
+    reader: SafetensorsReader, scales: dict[str, str], name: str, weight: torch.Tensor
+) -> torch.Tensor | None:
     key = scales.get(name)
     if key is None:
         return None

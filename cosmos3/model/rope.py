@@ -17,7 +17,9 @@ import torch
 _INV_FREQ_CACHE: dict[tuple[int, float], torch.Tensor] = {}
 
 
-def text_position_ids(num_tokens: int, float_positions: bool = True, device: torch.device | str | None = None) -> torch.Tensor:
+def text_position_ids(
+    num_tokens: int, float_positions: bool = True, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Positions of ``num_tokens`` text tokens: ``[3, num_tokens]`` with all three rows ``0..num_tokens-1``.
 
     float32 when ``float_positions`` (fps-modulated configs), else int64; the values are identical.

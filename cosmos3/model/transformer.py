@@ -298,13 +298,21 @@ class Cosmos3Transformer(nn.Module):
     def _require_text_tower(self) -> TextTower:
         tower = self.text_tower
         if tower is None:
-            raise RuntimeError("encode_text: the text tower was dropped (drop_text_tower); reload the model to encode prompts")
+            raise RuntimeError(
+                "encode_text: the text tower was dropped (drop_text_tower); reload the model to encode prompts"
+            )
         if tower.embed_tokens.weight.is_meta or any(p.is_meta for p in tower.parameters()):
             raise RuntimeError("encode_text: the text tower's weights are on the meta device; load or move them first")
         return tower
 
     def _batch_rope(
-        self, lengths: tuple[int, ...], frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
+        self,
+        lengths: tuple[int, ...],
+        frames: int,
+        rows: int,
+        cols: int,
+        fps: float | None,
+        device: torch.device,
         dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent RoPE tables: ``[N, hd]`` when every prompt has the same length, else ``[B, N, hd]``.
@@ -336,7 +344,13 @@ class Cosmos3Transformer(nn.Module):
         return embedder(sinusoid.to(embedder.linear_1.weight.dtype))
 
     def _gen_rope(
-        self, text_len: int, frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
+        self,
+        text_len: int,
+        frames: int,
+        rows: int,
+        cols: int,
+        fps: float | None,
+        device: torch.device,
         dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
@@ -345,7 +359,9 @@ class Cosmos3Transformer(nn.Module):
         tables = self._rope_cache.get(key)
         if tables is None:
             positions = vision_position_ids(
-                frames, rows, cols,
+                frames,
+                rows,
+                cols,
                 temporal_offset=media_temporal_offset(text_len, cfg.unified_3d_mrope_temporal_modality_margin),
                 fps=fps if use_fps else None,
                 base_fps=cfg.base_fps,

@@ -158,7 +158,9 @@ class BlockSwap:
     (their bytes), ``log`` (when ``record=True``: ``("load"|"wait"|"run"|"release", index)`` events).
     """
 
-    def __init__(self, layers: nn.ModuleList, blocks_to_swap: int, mover: LayerMover, prefetch: int = 1, record: bool = False):
+    def __init__(
+        self, layers: nn.ModuleList, blocks_to_swap: int, mover: LayerMover, prefetch: int = 1, record: bool = False
+    ):
         count = len(layers)
         if isinstance(blocks_to_swap, bool) or not isinstance(blocks_to_swap, int) or not 0 <= blocks_to_swap <= count:
             raise ValueError(f"blocks_to_swap must be an integer in [0, {count}], got {blocks_to_swap!r}")
@@ -262,7 +264,7 @@ def enable_block_swap(
     for name, child in tower.named_children():
         if name != "layers":
             child.to(device)
-    for name, value in list(tower._parameters.items()):
+    for value in list(tower._parameters.values()):
         if value is not None:
             value.data = value.data.to(device)
     for index in range(count - blocks_to_swap):
@@ -363,7 +365,7 @@ class TextTowerResidency:
         return self.model.encode_text(input_ids)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator["TextTowerResidency"]:
+    def session(self) -> Iterator[TextTowerResidency]:
         """``with residency.session(): ...`` — evicts on exit (the tower is loaded lazily by :meth:`encode`)."""
         try:
             yield self
@@ -375,5 +377,8 @@ def device_weight_bytes(model: nn.Module, device: torch.device | str) -> int:
     """Bytes of ``model``'s parameters and buffers currently on ``device``."""
     device = torch.device(device)
     tensors = [*model.parameters(), *model.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors if t.device.type == device.type and
-               (device.index is None or t.device.index == device.index))
+    return sum(
+        t.numel() * t.element_size()
+        for t in tensors
+        if t.device.type == device.type and (device.index is None or t.device.index == device.index)
+    )

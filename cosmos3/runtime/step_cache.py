@@ -58,10 +58,16 @@ class StepCache:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"StepCache.{name} must be an integer >= 0, got {value!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold < 100:
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, (int, float))
+            or not 0 <= self.threshold < 100
+        ):
             raise ValueError(f"StepCache.threshold must be a number in [0, 100), got {self.threshold!r}")
         if self.max_consecutive is not None and (
-            isinstance(self.max_consecutive, bool) or not isinstance(self.max_consecutive, int) or self.max_consecutive < 1
+            isinstance(self.max_consecutive, bool)
+            or not isinstance(self.max_consecutive, int)
+            or self.max_consecutive < 1
         ):
             raise ValueError(f"StepCache.max_consecutive must be None or an integer >= 1, got {self.max_consecutive!r}")
 

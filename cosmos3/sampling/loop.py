@@ -75,7 +75,8 @@ def _check_seed(seed: int) -> int:
 def initial_noise(
     seed: int, geometry: Geometry, channels: int = 48, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """``randn`` of shape ``(1, C, T', H/16, W/16)`` from a CPU generator seeded with ``seed`` (as diffusers draws it)."""
+    """``randn`` of shape ``(1, C, T', H/16, W/16)`` from a CPU generator seeded with ``seed`` (as diffusers
+    draws it)."""
     generator = torch.Generator("cpu").manual_seed(_check_seed(seed))
     return draw_noise((1, *geometry.latent_shape(channels)), generator, "cpu", dtype)
 
@@ -113,7 +114,9 @@ def sample(
     the previous generation-tower residual (approximate; off by default).
     """
     if not isinstance(sampler, FlowSampler):
-        raise TypeError(f"sampler must be a FlowSampler (see cosmos3.sampling.schedulers), got {type(sampler).__name__}")
+        raise TypeError(
+            f"sampler must be a FlowSampler (see cosmos3.sampling.schedulers), got {type(sampler).__name__}"
+        )
     geometry = prompt.geometry
     fps = geometry.fps
     guidance = _check_guidance(guidance_scale)
@@ -159,11 +162,22 @@ def sample(
                 v = cfg_combine(pair[0:1], pair[1:2], guidance)
             else:
                 v = transformer.velocity(
-                    latents, timestep, cond_cache, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cond"
+                    latents,
+                    timestep,
+                    cond_cache,
+                    fps=fps,
+                    condition_frames=frames,
+                    step_cache=step_cache,
+                    branch="cond",
                 ).float()
                 if guided:
                     v_uncond = transformer.velocity(
-                        latents, timestep, uncond_cache, fps=fps, condition_frames=frames, step_cache=step_cache,
+                        latents,
+                        timestep,
+                        uncond_cache,
+                        fps=fps,
+                        condition_frames=frames,
+                        step_cache=step_cache,
                         branch="uncond",
                     )
                     v = cfg_combine(v, v_uncond.float(), guidance)

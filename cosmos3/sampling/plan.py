@@ -62,7 +62,8 @@ class SamplingPlan:
         shift = "-" if self.shift is None else f"{self.shift:g}"
         interval = "" if self.guidance_interval is None else f", CFG only for t in {self.guidance_interval}"
         auto = f" (auto: {', '.join(self.chosen)})" if self.chosen else ""
-        return f"{self.mode.value}: {steps} steps, cfg {self.guidance:g}, shift {shift}, schedule {self.schedule}{interval}{auto}"
+        settings = f"{steps} steps, cfg {self.guidance:g}, shift {shift}, schedule {self.schedule}"
+        return f"{self.mode.value}: {settings}{interval}{auto}"
 
     def build_sampler(
         self, checkpoint: CheckpointInfo | None = None, state_dtype: torch.dtype = torch.float32
@@ -70,7 +71,9 @@ class SamplingPlan:
         """The sampler of this plan; ``checkpoint`` supplies the shipped scheduler config, the native-grid flag
         and distilled sigmas (``schedule`` "checkpoint" / "distilled")."""
         return build_sampler(
-            self.schedule, self.steps, self.shift,
+            self.schedule,
+            self.steps,
+            self.shift,
             scheduler_config=checkpoint.scheduler_config if checkpoint is not None else None,
             native_flow_schedule=checkpoint.use_native_flow_schedule if checkpoint is not None else False,
             distilled_sigmas=checkpoint.distilled_sigmas if checkpoint is not None else None,
@@ -153,7 +156,9 @@ def resolve_sampling_plan(
 
     if schedule in _FIXED_SIGMA_SCHEDULES:
         if shift is not None:
-            raise ValueError(f"schedule {schedule!r} has fixed sigmas: set shift to 0 or leave it unset (auto), got {shift:g}")
+            raise ValueError(
+                f"schedule {schedule!r} has fixed sigmas: set shift to 0 or leave it unset (auto), got {shift:g}"
+            )
         resolved_shift = None
         resolved_steps = steps
     else:
@@ -182,6 +187,9 @@ def resolve_sampling_plan(
         if strict:
             raise
         warnings.append(f"{exc} (outside the trained envelope; expect degraded results)")
+    interval = T2I_GUIDANCE_INTERVAL if cfg_interval else None
+    if guidance_interval is not None:
+        interval = tuple(float(t) for t in guidance_interval)
     if schedule == "distilled" and resolved_guidance != 1.0:
         warnings.append(f"cfg {resolved_guidance:g} with a distilled checkpoint: its guidance is baked in (use 1.0)")
     return SamplingPlan(
@@ -191,10 +199,7 @@ def resolve_sampling_plan(
         guidance=resolved_guidance,
         shift=resolved_shift,
         schedule=schedule,
-        guidance_interval=(
-            tuple(float(t) for t in guidance_interval) if guidance_interval is not None
-            else T2I_GUIDANCE_INTERVAL if cfg_interval else None
-        ),
+        guidance_interval=interval,
         defaults=defaults,
         chosen=tuple(chosen),
         warnings=tuple(warnings),
@@ -235,5 +240,5 @@ def resident_gen_bytes(transformer, blocks_to_swap: int, prefetch: int = 1) -> i
 
     layers = transformer.gen_tower.layers
     swapped = sorted(module_nbytes(layers[i]) for i in range(len(layers) - blocks_to_swap, len(layers)))
-    in_flight = sum(swapped[-(prefetch + 1):]) if swapped else 0
+    in_flight = sum(swapped[-(prefetch + 1) :]) if swapped else 0
     return module_nbytes(transformer.gen_tower) - sum(swapped) + in_flight

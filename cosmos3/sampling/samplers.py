@@ -269,7 +269,8 @@ class DistilledSDESampler(FlowSampler):
     Each step predicts ``x₀ = x − σ·v`` and re-noises it to the next sigma with fresh noise:
     ``x' = (1 − σ')·x₀ + σ'·ε``. Noise is drawn every step (also the last, where σ' = 0, so the generator
     advances exactly as in diffusers' stochastic FlowMatchEuler). Conditioned frames must be re-anchored
-    by the caller after each step (:func:`cosmos3.sampling.loop.reanchor`); guidance is baked into the weights (use 1.0).
+    by the caller after each step (:func:`cosmos3.sampling.loop.reanchor`); guidance is baked into the weights
+    (use 1.0).
     """
 
     kind = "distilled_sde"
@@ -298,4 +299,3 @@ class DistilledSDESampler(FlowSampler):
         # Always drawn in the compute dtype: a bf16 draw would give different numbers for the same seed.
         noise = draw_noise(sample.shape, generator, sample.device, compute)
         return ((1.0 - sigma_next) * x0 + sigma_next * noise).to(self.state_dtype)
-

@@ -168,7 +168,9 @@ def sampler_from_scheduler_config(
             )
         if not cfg.get("stochastic_sampling", False) or fixed.get("sample_type", "sde") != "sde":
             raise SamplerConfigError("only the stochastic ('sde') distilled sampler is supported")
-        unsupported = ("use_dynamic_shifting", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas")
+        unsupported = (
+            "use_dynamic_shifting", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "invert_sigmas"
+        )
         for key in unsupported:
             if cfg.get(key):
                 raise SamplerConfigError(f"distilled scheduler config with {key}=true is not supported")
@@ -178,7 +180,8 @@ def sampler_from_scheduler_config(
 
     if class_name not in ("UniPCMultistepScheduler", "Cosmos3EdgeUniPCMultistepScheduler"):
         raise SamplerConfigError(
-            f"unsupported scheduler class {class_name!r}; allowed: UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler"
+            f"unsupported scheduler class {class_name!r}; "
+            "allowed: UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler"
         )
     if cfg.get("prediction_type", "epsilon") != "flow_prediction" or not cfg.get("use_flow_sigmas", False):
         raise SamplerConfigError(

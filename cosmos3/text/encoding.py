@@ -40,7 +40,7 @@ class EncodedPrompt:
     def nbytes(self) -> int:
         return self.cond.nbytes + (self.uncond.nbytes if self.uncond is not None else 0)
 
-    def to(self, device: torch.device | str) -> "EncodedPrompt":
+    def to(self, device: torch.device | str) -> EncodedPrompt:
         """A copy with both caches on ``device``."""
         return replace(
             self,
@@ -138,7 +138,9 @@ def encode_prompt(
         raise TypeError(f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}")
     if use_system_prompt is not None:
         format_options["use_system_prompt"] = use_system_prompt
-    tokens = tokenize_prompts(tokenizer, prompt, negative_prompt, geometry=geometry, style=prompt_style, **format_options)
+    tokens = tokenize_prompts(
+        tokenizer, prompt, negative_prompt, geometry=geometry, style=prompt_style, **format_options
+    )
 
     def run(ids: list[int]) -> TextKVCache:
         key = tuple(ids)

@@ -198,7 +198,8 @@ def format_prompts(
 ) -> FormattedPrompts:
     """Apply the style's metadata rules to a prompt and its negative (see the module docstring).
 
-    ``geometry``: the clip the prompt announces (frames, size, fps). ``aspect_ratio`` (framework JSON prompts) defaults to the bucket closest to ``width/height``.
+    ``geometry``: the clip the prompt announces (frames, size, fps). ``aspect_ratio`` (framework JSON
+    prompts) defaults to the bucket closest to ``width/height``.
     ``negative_metadata`` defaults to ``same`` (framework); the diffusers style only has ``inverse``.
     ``use_system_prompt`` defaults to False (framework) / True (diffusers). ``add_duration`` /
     ``add_resolution`` switch off the prose sentences (framework JSON injection is unaffected).
@@ -213,9 +214,16 @@ def format_prompts(
     is_image = geometry.is_image
     if style == "diffusers":
         return _format_diffusers(
-            prompt, negative_prompt, num_frames=num_frames, height=height, width=width, fps=fps,
-            negative_metadata=negative_metadata, use_system_prompt=use_system_prompt,
-            add_duration=add_duration, add_resolution=add_resolution,
+            prompt,
+            negative_prompt,
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            fps=fps,
+            negative_metadata=negative_metadata,
+            use_system_prompt=use_system_prompt,
+            add_duration=add_duration,
+            add_resolution=add_resolution,
         )
 
     mode = "same" if negative_metadata is None else negative_metadata
@@ -235,18 +243,24 @@ def format_prompts(
     if negative_prompt is None:
         negative_prompt = "" if is_image else default_video_negative_prompt()
     if mode == "same":
-        negative = _framework_prose(
-            negative_prompt, duration_template=duration_t, resolution_template=resolution_t, **common
-        ).lstrip(".").strip()
+        negative = (
+            _framework_prose(negative_prompt, duration_template=duration_t, resolution_template=resolution_t, **common)
+            .lstrip(".")
+            .strip()
+        )
     elif mode == "inverse":
         # the framework's inverse templates are the video sentences for every mode, duration forced on
-        negative = _framework_prose(
-            negative_prompt,
-            duration_template=INVERSE_DURATION_TEMPLATE if add_duration else None,
-            resolution_template=INVERSE_VIDEO_RESOLUTION_TEMPLATE if add_resolution else None,
-            force_duration=True,
-            **common,
-        ).lstrip(".").strip()
+        negative = (
+            _framework_prose(
+                negative_prompt,
+                duration_template=INVERSE_DURATION_TEMPLATE if add_duration else None,
+                resolution_template=INVERSE_VIDEO_RESOLUTION_TEMPLATE if add_resolution else None,
+                force_duration=True,
+                **common,
+            )
+            .lstrip(".")
+            .strip()
+        )
     else:
         negative = negative_prompt
     system = (SYSTEM_PROMPT_IMAGE if is_image else SYSTEM_PROMPT_VIDEO) if use_system_prompt else None

@@ -135,7 +135,9 @@ def tokenize_prompts(
     **format_options: Any,
 ) -> TokenizedPrompts:
     """Format (``cosmos3.text.prompting.format_prompts``; extra options pass through) and tokenize both prompts."""
-    formatted: FormattedPrompts = format_prompts(prompt, negative_prompt, geometry=geometry, style=style, **format_options)
+    formatted: FormattedPrompts = format_prompts(
+        prompt, negative_prompt, geometry=geometry, style=style, **format_options
+    )
     cond = tokenizer.encode(formatted.text, formatted.system_prompt, what="prompt")
     uncond = tokenizer.encode(formatted.negative_text, formatted.system_prompt, what="negative prompt")
     return TokenizedPrompts(

@@ -84,7 +84,9 @@ class LatentStats:
         return cls.wan22()
 
     # ------------------------------------------------------------------ maths
-    def tensors(self, dtype: torch.dtype, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, dtype: torch.dtype, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, inv_std)`` shaped ``[1, C, 1, 1, 1]`` in ``dtype`` (``inv_std = 1 / std`` computed in ``dtype``)."""
         mean = torch.tensor(self.mean, dtype=dtype, device=device)
         inv_std = 1.0 / torch.tensor(self.std, dtype=dtype, device=device)

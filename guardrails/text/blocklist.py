@@ -139,7 +139,7 @@ class BlocklistChecker:
         if shown is not None:
             return BlocklistMatch("lemmatised", shown)
         lower = _WS.sub(" ", norm.lower())
-        for entry, pattern in self._exact:
+        for _entry, pattern in self._exact:
             m = pattern.search(lower)
             if m:
                 return BlocklistMatch("exact", lower[: m.start()] + "****" + lower[m.end() :])

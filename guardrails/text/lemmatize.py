@@ -119,7 +119,7 @@ class NounLemmatizer:
         self.source = source
 
     @classmethod
-    def from_wordnet(cls, path: Path) -> "NounLemmatizer":
+    def from_wordnet(cls, path: Path) -> NounLemmatizer:
         """Build from a WordNet folder or zip (see :func:`find_wordnet`)."""
         texts = _read_wordnet_texts(path)
         lemmas = set()
@@ -137,7 +137,7 @@ class NounLemmatizer:
         return cls(lemmas, exceptions, source=f"WordNet ({path})")
 
     @classmethod
-    def rules_only(cls) -> "NounLemmatizer":
+    def rules_only(cls) -> NounLemmatizer:
         """The data-free fallback."""
         return cls(None, _FALLBACK_IRREGULAR)
 
@@ -151,7 +151,9 @@ class NounLemmatizer:
             forms = [word, *self.exceptions[word]]
         else:
             rules = NOUN_RULES if self.has_dictionary else NOUN_RULES + _FALLBACK_RULES
-            forms = [word] + [word[: -len(old)] + new for old, new in rules if word.endswith(old) and len(word) > len(old)]
+            forms = [word] + [
+                word[: -len(old)] + new for old, new in rules if word.endswith(old) and len(word) > len(old)
+            ]
         return list(dict.fromkeys(forms))
 
     def lemmatize(self, word: str, known: Container[str] = ()) -> str:

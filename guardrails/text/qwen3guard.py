@@ -36,7 +36,9 @@ CATEGORIES = (
     "Jailbreak",
     "None",
 )
-_LABEL_RE = re.compile(r"^[ \t>*#_-]*safety[ \t*_]*:[ \t*_]*(safe|unsafe|controversial)\b", re.IGNORECASE | re.MULTILINE)
+_LABEL_RE = re.compile(
+    r"^[ \t>*#_-]*safety[ \t*_]*:[ \t*_]*(safe|unsafe|controversial)\b", re.IGNORECASE | re.MULTILINE
+)
 _CATEGORY_LINE_RE = re.compile(r"^[ \t>*#_-]*categor(?:y|ies)[ \t*_]*:(.*)$", re.IGNORECASE | re.MULTILINE)
 _CANON = {c.lower(): c for c in CATEGORIES}
 
@@ -71,7 +73,10 @@ def required_files_problems(model_dir: Path) -> list[str]:
         return problems
     if not (model_dir / "tokenizer_config.json").is_file():
         problems.append(f"{model_dir / 'tokenizer_config.json'} is missing")
-    if not ((model_dir / "tokenizer.json").is_file() or ((model_dir / "vocab.json").is_file() and (model_dir / "merges.txt").is_file())):
+    if not (
+        (model_dir / "tokenizer.json").is_file()
+        or ((model_dir / "vocab.json").is_file() and (model_dir / "merges.txt").is_file())
+    ):
         problems.append(f"{model_dir}: tokenizer.json (or vocab.json + merges.txt) is missing")
     return problems
 
@@ -169,8 +174,15 @@ class Qwen3GuardChecker:
             return CheckResult(self.name, "block", f"Safety: Unsafe (categories: {cats})", seconds)
         if parsed.label == "Controversial":
             if self.block_controversial:
-                return CheckResult(self.name, "block", f"Safety: Controversial (categories: {cats}); controversial prompts are blocked by configuration", seconds)
-            return CheckResult(self.name, "pass", f"Safety: Controversial (categories: {cats}); allowed by configuration", seconds)
+                return CheckResult(
+                    self.name,
+                    "block",
+                    f"Safety: Controversial (categories: {cats}); controversial prompts are blocked by configuration",
+                    seconds,
+                )
+            return CheckResult(
+                self.name, "pass", f"Safety: Controversial (categories: {cats}); allowed by configuration", seconds
+            )
         return CheckResult(self.name, "pass", "Safety: Safe", seconds)
 
     def check(self, text: str) -> CheckResult:

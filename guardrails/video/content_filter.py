@@ -44,7 +44,7 @@ class SafetyHead(nn.Module):
         return self.layers(x)
 
     @classmethod
-    def from_safetensors(cls, path: Path) -> "SafetyHead":
+    def from_safetensors(cls, path: Path) -> SafetyHead:
         """Load converted weights; the input width is read from ``layers.0.weight``."""
         shapes = safetensors_shapes(Path(path))
         first = shapes.get("layers.0.weight")
@@ -138,7 +138,9 @@ class ContentFilter:
         if not 0.0 <= cutoff < 1.0:
             raise ValueError(f"content filter cutoff must be in [0, 1), got {cutoff}")
         if batch_size < 1 or frame_stride < 1:
-            raise ValueError(f"content filter batch_size and frame_stride must be >= 1, got {batch_size}, {frame_stride}")
+            raise ValueError(
+                f"content filter batch_size and frame_stride must be >= 1, got {batch_size}, {frame_stride}"
+            )
         self.encoder = encoder
         self._head_factory = head_factory
         self._head: SafetyHead | None = None

@@ -196,7 +196,7 @@ class RetinaFaceDetector:
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
 
     @classmethod
-    def from_safetensors(cls, path: Path, **kwargs) -> "RetinaFaceDetector":
+    def from_safetensors(cls, path: Path, **kwargs) -> RetinaFaceDetector:
         """Build from converted weights (``retinaface_resnet50.safetensors``; strict key check)."""
         net = RetinaFaceNet()
         load_safetensors_into(net, Path(path))
@@ -229,7 +229,9 @@ class RetinaFaceDetector:
                 x = chunk.permute(0, 3, 1, 2).flip(1).float() - mean  # RGB → BGR, 0–255 scale
                 loc, score = self.net(x)
                 if loc.shape[1] != priors.shape[0]:
-                    raise RuntimeError(f"RetinaFace: {loc.shape[1]} predictions for {priors.shape[0]} priors at {h}x{w}")
+                    raise RuntimeError(
+                        f"RetinaFace: {loc.shape[1]} predictions for {priors.shape[0]} priors at {h}x{w}"
+                    )
                 loc, score = loc.float().cpu(), score.float().cpu()
                 for i in range(loc.shape[0]):
                     boxes = (decode_boxes(loc[i], priors) * scale).numpy()
