@@ -1,7 +1,10 @@
 """The only place the node pack touches ComfyUI.
 
-Every accessor imports lazily, so the node modules import (and their classes can be inspected) without
-ComfyUI. Tests replace ComfyUI with the behavioural stand-in in ``tests/comfy_stub``.
+The V3 node API (``comfy_api.latest``: ``io`` and ``ComfyExtension``) is imported here at module level:
+every node class derives from ``io.ComfyNode``, so the pack needs ComfyUI (0.3.64 or newer) to import.
+Every runtime service (folders, devices, model management, progress, previews) is imported lazily and
+degrades to a local fallback when ComfyUI's modules are missing. Tests replace ComfyUI with the
+behavioural stand-in in ``tests/comfy_stub``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from comfy_api.latest import ComfyExtension, io
 
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 # Our own key: Cosmos3 checkpoints as diffusers-layout *folders* (models/cosmos3/<name>/...).
