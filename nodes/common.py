@@ -1,10 +1,11 @@
-"""What the node modules share: socket types, category, the size widgets and the size/latent checks.
+"""What the node modules share: socket types, the schema helper, the size and dtype widgets and the checks.
 
-Every node is a V3 ``io.ComfyNode`` (``define_schema()`` + classmethod ``execute``). A node's public
-contract is its schema: node id (prefix ``C3MoT``, never renamed), display name, category, input names
-and *order* (saved UI workflows store widget values by position: add new inputs only at the end, as
-optional), widget defaults/limits/choices, tooltips and outputs. ``tests/fixtures/object_info_v1.json``
-freezes it.
+Every node is a V3 ``io.ComfyNode``: ``define_schema()`` returns :func:`node_schema` (display name
+``Cosmos3 MoT <title>``, the class docstring as description) and the classmethod ``execute`` returns an
+``io.NodeOutput``. A node's public contract is its schema: node id (prefix ``C3MoT``, never renamed),
+display name, category, input names and *order* (saved UI workflows store widget values by position: add
+new inputs only at the end, as optional), widget defaults/limits/choices, tooltips and outputs.
+``tests/fixtures/object_info_v1.json`` freezes it (``tests/test_node_schemas.py``).
 
 Limits come from the library (:mod:`cosmos3.geometry`), so the widgets, the checks and the library agree.
 """
@@ -14,10 +15,13 @@ from __future__ import annotations
 import torch
 
 from ..cosmos3 import geometry
+from ..cosmos3.dtypes import DTYPES
 from ._comfy import io
 
 CATEGORY_ROOT = "Cosmos3 MoT"
 DISPLAY_PREFIX = "Cosmos3 MoT"
+AUTO = "auto"
+DTYPE_CHOICES = [AUTO, *DTYPES]  # the loaders' dtype widget: auto + the library's dtype names
 MAX_SEED = 2**64 - 1
 
 # Our custom sockets (prefixed so they never connect to another pack's sockets by accident)
@@ -31,6 +35,17 @@ CUSTOM_TYPES = (C3MOT_MODEL, C3MOT_TEXT, C3MOT_VAE, C3MOT_IMAGE_COND, C3MOT_GUAR
 
 def display_name(name: str) -> str:
     return f"{DISPLAY_PREFIX} {name}"
+
+
+def describe(node_class: type) -> str:
+    """A node's description (the tooltip on the node): its class docstring on one line."""
+    return " ".join((node_class.__doc__ or "").split())
+
+
+def node_schema(node_class: type, node_id: str, title: str, category: str, *, inputs: list, outputs: list) -> io.Schema:
+    """The ``io.Schema`` of one of our nodes: shown as ``Cosmos3 MoT <title>``, described by its docstring."""
+    return io.Schema(node_id=node_id, display_name=display_name(title), category=category,
+                     description=describe(node_class), inputs=inputs, outputs=outputs)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -49,6 +64,19 @@ def frames_input(default: int, tooltip: str, *, video_only: bool = False) -> io.
     step = geometry.TEMPORAL_COMPRESSION
     return io.Int.Input("frames", default=default, min=step + 1 if video_only else 1, max=geometry.MAX_FRAMES,
                         step=step, tooltip=tooltip)
+
+
+def dtype_input(tooltip: str) -> io.Combo.Input:
+    """The loaders' ``dtype`` widget (see :func:`resolve_dtype`)."""
+    return io.Combo.Input("dtype", options=DTYPE_CHOICES, default=AUTO, tooltip=tooltip)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` = bf16 on CUDA, fp32 elsewhere (CPUs have no fast bf16 matmuls or convolutions)."""
+    if name == AUTO:
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    check_choice("dtype", name, DTYPE_CHOICES)
+    return DTYPES[name]
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from ..cosmos3.sampling.conditioning import encode_image_condition
 from ..cosmos3.vae import tiling as vae_tiling
 from . import _comfy
 from ._comfy import io
-from .common import C3MOT_IMAGE_COND, C3MOT_VAE, CATEGORY_ROOT, display_name, frames_input, side_input
+from .common import C3MOT_IMAGE_COND, CATEGORY_ROOT, frames_input, node_schema, side_input
+from .vae_nodes import vae_input
 
 CATEGORY = CATEGORY_ROOT + "/conditioning"
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FRAMES = 832, 480, 121
@@ -52,30 +53,23 @@ def encode_condition(vae_handle, image, *, width: int, height: int, frames: int)
 
 
 class ImageCondition(io.ComfyNode):
+    """Image-to-video: resizes the image to cover width x height (antialiased) and centre-crops it, encodes it with the
+    Wan 2.2 VAE and gives the sampler the clean first latent frame and its mask. Connect the output to the Sampler's
+    image_cond; link width/height/frames from the Empty Latent node."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTImageCondition",
-            display_name=display_name("Image Condition"),
-            category=CATEGORY,
-            description=(
-                "Image-to-video: resizes the image to cover width x height (antialiased) and centre-crops it, "
-                "encodes it with the Wan 2.2 VAE and gives the sampler the clean first latent frame and its mask. "
-                "Connect the output to the Sampler's image_cond; link width/height/frames from the Empty Latent node."
-            ),
-            inputs=[
-                C3MOT_VAE.Input("vae", tooltip="From the Cosmos3 MoT VAE Loader."),
-                io.Image.Input("image", tooltip="The first frame of the video (e.g. from LoadImage); only the first "
-                               "image of a batch is used."),
-                side_input("width", DEFAULT_WIDTH, "Video width in pixels (link it from Empty Latent's width); the "
-                           "image is resized to cover it and centre-cropped."),
-                side_input("height", DEFAULT_HEIGHT, "Video height in pixels (link it from Empty Latent's height)."),
-                frames_input(DEFAULT_FRAMES, "Video frame count, 4k+1 (link it from Empty Latent's frames).",
-                             video_only=True),
-            ],
-            outputs=[C3MOT_IMAGE_COND.Output(display_name="image_cond", tooltip=(
-                "Clean first-frame latent and mask for the Sampler's image_cond input."))],
-        )
+        return node_schema(cls, "C3MoTImageCondition", "Image Condition", CATEGORY, inputs=[
+            vae_input(),
+            io.Image.Input("image", tooltip="The first frame of the video (e.g. from LoadImage); only the first "
+                           "image of a batch is used."),
+            side_input("width", DEFAULT_WIDTH, "Video width in pixels (link it from Empty Latent's width); the "
+                       "image is resized to cover it and centre-cropped."),
+            side_input("height", DEFAULT_HEIGHT, "Video height in pixels (link it from Empty Latent's height)."),
+            frames_input(DEFAULT_FRAMES, "Video frame count, 4k+1 (link it from Empty Latent's frames).",
+                         video_only=True),
+        ], outputs=[C3MOT_IMAGE_COND.Output(display_name="image_cond", tooltip=(
+            "Clean first-frame latent and mask for the Sampler's image_cond input."))])
 
     @classmethod
     def execute(cls, vae, image, width, height, frames) -> io.NodeOutput:

@@ -13,7 +13,7 @@ import torch
 from .. import guardrails
 from . import _comfy
 from ._comfy import io
-from .common import C3MOT_GUARDRAIL, CATEGORY_ROOT, check_choice, display_name
+from .common import C3MOT_GUARDRAIL, CATEGORY_ROOT, check_choice, node_schema
 
 FOLDER_KEY = "cosmos3_guardrail"
 FOLDER_EXTENSIONS = set(_comfy.SAFETENSORS_EXTENSIONS)
@@ -97,51 +97,44 @@ def _auto_qwen3guard() -> Path:
 
 
 class GuardrailLoader(io.ComfyNode):
+    """Configures the Cosmos3 safety guardrails (keyword blocklist, Qwen3Guard prompt judge, face pixelation, optional
+    content classifier) from models/cosmos3_guardrail/. Fails with one error listing every missing file of the
+    enabled checks."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTGuardrailLoader",
-            display_name=display_name("Guardrail Loader"),
-            category=CATEGORY,
-            description=(
-                "Configures the Cosmos3 safety guardrails (keyword blocklist, Qwen3Guard prompt judge, face "
-                "pixelation, optional content classifier) from models/cosmos3_guardrail/. Fails with one error "
-                "listing every missing file of the enabled checks."
-            ),
-            inputs=[
-                io.Combo.Input("release_folder", options=release_choices(), default=DEFAULT_RELEASE, tooltip=(
-                    "Folder under models/cosmos3_guardrail/ holding NVIDIA's guardrail release "
-                    "(nvidia/Cosmos-Guardrail1: blocklist/, face_blur_filter/, video_content_safety_filter/).")),
-                io.Combo.Input("blocklist", options=BLOCKLIST_CHOICES, default="release", tooltip=(
-                    "Keyword lists: 'release' = every file in blocklist/custom/ (NVIDIA's lists and your own); "
-                    "'release+builtin' adds better_profanity's list; 'builtin' = better_profanity's list (plus "
-                    "blocklist/custom/ if present); 'off' disables the keyword check.")),
-                io.Combo.Input("llm_judge", options=llm_choices(), default="auto", tooltip=(
-                    "Qwen3Guard prompt judge: 'auto' uses a Qwen3Guard* folder under models/cosmos3_guardrail/ when "
-                    "present (reported as off otherwise); a folder name requires it (fails if unusable); 'off' "
-                    "disables it.")),
-                io.Combo.Input("controversial", options=CONTROVERSIAL_CHOICES, default="allow", tooltip=(
-                    "What to do when Qwen3Guard labels a prompt 'Controversial' (upstream: allow).")),
-                io.Boolean.Input("face_blur", default=True, tooltip=(
-                    "Pixelate faces found by RetinaFace in every generated frame "
-                    "(needs face_blur_filter/retinaface_resnet50.safetensors).")),
-                io.Boolean.Input("content_filter", default=False, tooltip=(
-                    "Per-frame SigLIP content classifier; off by default as in NVIDIA's release (many false "
-                    "positives). Needs video_content_safety_filter/safety_filter.safetensors and a SigLIP folder.")),
-                io.Combo.Input("siglip_folder", options=siglip_choices(), default=DEFAULT_SIGLIP, tooltip=(
-                    "SigLIP model folder under models/cosmos3_guardrail/ (only used with content_filter).")),
-                io.Combo.Input("device", options=DEVICE_CHOICES, default="auto", tooltip=(
-                    "Where the guard models run: 'auto' = ComfyUI's GPU when there is one, else the CPU.")),
-                io.Boolean.Input("keep_on_device", default=False, tooltip=(
-                    "Keep the guard models on the GPU between checks (faster, holds ~1.5 GB VRAM); off moves them "
-                    "back to the CPU after each check.")),
-            ],
-            outputs=[
-                C3MOT_GUARDRAIL.Output(display_name="guardrail", tooltip=(
-                    "The configured guardrail; connect it to the Prompt Check and Frame Check nodes.")),
-                io.String.Output(display_name="setup", tooltip="Which checks are on, and why the others are off."),
-            ],
-        )
+        return node_schema(cls, "C3MoTGuardrailLoader", "Guardrail Loader", CATEGORY, inputs=[
+            io.Combo.Input("release_folder", options=release_choices(), default=DEFAULT_RELEASE, tooltip=(
+                "Folder under models/cosmos3_guardrail/ holding NVIDIA's guardrail release "
+                "(nvidia/Cosmos-Guardrail1: blocklist/, face_blur_filter/, video_content_safety_filter/).")),
+            io.Combo.Input("blocklist", options=BLOCKLIST_CHOICES, default="release", tooltip=(
+                "Keyword lists: 'release' = every file in blocklist/custom/ (NVIDIA's lists and your own); "
+                "'release+builtin' adds better_profanity's list; 'builtin' = better_profanity's list (plus "
+                "blocklist/custom/ if present); 'off' disables the keyword check.")),
+            io.Combo.Input("llm_judge", options=llm_choices(), default="auto", tooltip=(
+                "Qwen3Guard prompt judge: 'auto' uses a Qwen3Guard* folder under models/cosmos3_guardrail/ when "
+                "present (reported as off otherwise); a folder name requires it (fails if unusable); 'off' "
+                "disables it.")),
+            io.Combo.Input("controversial", options=CONTROVERSIAL_CHOICES, default="allow",
+                           tooltip="What to do when Qwen3Guard labels a prompt 'Controversial' (upstream: allow)."),
+            io.Boolean.Input("face_blur", default=True, tooltip=(
+                "Pixelate faces found by RetinaFace in every generated frame "
+                "(needs face_blur_filter/retinaface_resnet50.safetensors).")),
+            io.Boolean.Input("content_filter", default=False, tooltip=(
+                "Per-frame SigLIP content classifier; off by default as in NVIDIA's release (many false "
+                "positives). Needs video_content_safety_filter/safety_filter.safetensors and a SigLIP folder.")),
+            io.Combo.Input("siglip_folder", options=siglip_choices(), default=DEFAULT_SIGLIP, tooltip=(
+                "SigLIP model folder under models/cosmos3_guardrail/ (only used with content_filter).")),
+            io.Combo.Input("device", options=DEVICE_CHOICES, default="auto", tooltip=(
+                "Where the guard models run: 'auto' = ComfyUI's GPU when there is one, else the CPU.")),
+            io.Boolean.Input("keep_on_device", default=False, tooltip=(
+                "Keep the guard models on the GPU between checks (faster, holds ~1.5 GB VRAM); off moves them "
+                "back to the CPU after each check.")),
+        ], outputs=[
+            C3MOT_GUARDRAIL.Output(display_name="guardrail", tooltip=(
+                "The configured guardrail; connect it to the Prompt Check and Frame Check nodes.")),
+            io.String.Output(display_name="setup", tooltip="Which checks are on, and why the others are off."),
+        ])
 
     @classmethod
     def execute(cls, release_folder, blocklist, llm_judge, controversial, face_blur, content_filter, siglip_folder,
@@ -171,34 +164,31 @@ class GuardrailLoader(io.ComfyNode):
 _REPORT_TOOLTIP = "Which checks ran and what they found."
 
 
+def _guardrail_input() -> io.Input:
+    return C3MOT_GUARDRAIL.Input("guardrail", tooltip="From the Guardrail Loader.")
+
+
 class GuardrailPromptCheck(io.ComfyNode):
+    """Checks the prompt before text encoding. Passes it through when safe; otherwise stops the workflow with an error
+    naming the check that blocked. An enabled check that cannot run blocks too."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTGuardrailPromptCheck",
-            display_name=display_name("Guardrail Prompt Check"),
-            category=CATEGORY,
-            description=(
-                "Checks the prompt before text encoding. Passes it through when safe; otherwise stops the workflow "
-                "with an error naming the check that blocked. An enabled check that cannot run blocks too."
-            ),
-            inputs=[
-                C3MOT_GUARDRAIL.Input("guardrail", tooltip="From the Guardrail Loader."),
-                io.String.Input("prompt", multiline=True, default="", tooltip=(
-                    "The prompt as typed by the user (checked before any templating).")),
-                io.String.Input("negative_prompt", multiline=True, default="", optional=True, tooltip=(
-                    "Negative prompt; passed through, and checked only when check_negative is on.")),
-                io.Boolean.Input("check_negative", default=False, optional=True, tooltip=(
-                    "Also check the negative prompt (off by default: negatives routinely list unwanted content "
-                    "such as 'gore, nudity').")),
-            ],
-            outputs=[
-                io.String.Output(display_name="prompt", tooltip=(
-                    "The prompt, unchanged, once it passed; connect it to the Cosmos3 text encode node.")),
-                io.String.Output(display_name="negative_prompt", tooltip="The negative prompt, unchanged."),
-                io.String.Output(display_name="report", tooltip=_REPORT_TOOLTIP),
-            ],
-        )
+        return node_schema(cls, "C3MoTGuardrailPromptCheck", "Guardrail Prompt Check", CATEGORY, inputs=[
+            _guardrail_input(),
+            io.String.Input("prompt", multiline=True, default="", tooltip=(
+                "The prompt as typed by the user (checked before any templating).")),
+            io.String.Input("negative_prompt", multiline=True, default="", optional=True, tooltip=(
+                "Negative prompt; passed through, and checked only when check_negative is on.")),
+            io.Boolean.Input("check_negative", default=False, optional=True, tooltip=(
+                "Also check the negative prompt (off by default: negatives routinely list unwanted content "
+                "such as 'gore, nudity').")),
+        ], outputs=[
+            io.String.Output(display_name="prompt", tooltip=(
+                "The prompt, unchanged, once it passed; connect it to the Cosmos3 text encode node.")),
+            io.String.Output(display_name="negative_prompt", tooltip="The negative prompt, unchanged."),
+            io.String.Output(display_name="report", tooltip=_REPORT_TOOLTIP),
+        ])
 
     @classmethod
     def execute(cls, guardrail, prompt, negative_prompt="", check_negative=False) -> io.NodeOutput:
@@ -212,31 +202,24 @@ class GuardrailPromptCheck(io.ComfyNode):
 
 
 class GuardrailFrameCheck(io.ComfyNode):
+    """Checks decoded frames (IMAGE [N,H,W,3]) after VAE decode: optional content classifier, then face pixelation.
+    Blocked frames never leave the node: it either raises or outputs black frames."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTGuardrailFrameCheck",
-            display_name=display_name("Guardrail Frame Check"),
-            category=CATEGORY,
-            description=(
-                "Checks decoded frames (IMAGE [N,H,W,3]) after VAE decode: optional content classifier, then face "
-                "pixelation. Blocked frames never leave the node: it either raises or outputs black frames."
-            ),
-            inputs=[
-                C3MOT_GUARDRAIL.Input("guardrail", tooltip="From the Guardrail Loader."),
-                io.Image.Input("images", tooltip="Decoded frames [N,H,W,3], values 0..1 (video frames or one image)."),
-                io.Combo.Input("on_block", options=ON_BLOCK_CHOICES, default="error", tooltip=(
-                    "'error' stops the workflow with the report; 'black_frames' outputs black frames of the same "
-                    "size and is_safe = False (for queues that must not abort).")),
-            ],
-            outputs=[
-                io.Image.Output(display_name="images", tooltip=(
-                    "The frames with faces pixelated (or black frames when blocked with on_block = black_frames).")),
-                io.Boolean.Output(display_name="is_safe", tooltip=(
-                    "False when the frames were blocked (only reachable with on_block = black_frames).")),
-                io.String.Output(display_name="report", tooltip=_REPORT_TOOLTIP),
-            ],
-        )
+        return node_schema(cls, "C3MoTGuardrailFrameCheck", "Guardrail Frame Check", CATEGORY, inputs=[
+            _guardrail_input(),
+            io.Image.Input("images", tooltip="Decoded frames [N,H,W,3], values 0..1 (video frames or one image)."),
+            io.Combo.Input("on_block", options=ON_BLOCK_CHOICES, default="error", tooltip=(
+                "'error' stops the workflow with the report; 'black_frames' outputs black frames of the same "
+                "size and is_safe = False (for queues that must not abort).")),
+        ], outputs=[
+            io.Image.Output(display_name="images", tooltip=(
+                "The frames with faces pixelated (or black frames when blocked with on_block = black_frames).")),
+            io.Boolean.Output(display_name="is_safe", tooltip=(
+                "False when the frames were blocked (only reachable with on_block = black_frames).")),
+            io.String.Output(display_name="report", tooltip=_REPORT_TOOLTIP),
+        ])
 
     @classmethod
     def execute(cls, guardrail, images, on_block) -> io.NodeOutput:

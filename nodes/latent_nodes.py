@@ -13,7 +13,7 @@ import torch
 from ..cosmos3 import geometry
 from . import _comfy
 from ._comfy import io
-from .common import CATEGORY_ROOT, check_size, display_name, frames_input, side_input
+from .common import CATEGORY_ROOT, check_size, frames_input, node_schema, side_input
 
 CATEGORY = CATEGORY_ROOT + "/latent"
 CUSTOM = "custom"
@@ -46,33 +46,25 @@ def empty_latent(width: int, height: int, frames: int, batch_size: int = 1) -> d
 
 
 class EmptyLatent(io.ComfyNode):
+    """Chooses the output size (a Cosmos3 resolution preset, or custom width/height) and frame count, and makes the
+    empty latent for it: LATENT [1, 48, (frames−1)/4+1, height/16, width/16]. frames = 1 makes an image."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTEmptyLatent",
-            display_name=display_name("Empty Latent"),
-            category=CATEGORY,
-            description=(
-                "Chooses the output size (a Cosmos3 resolution preset, or custom width/height) and frame count, and "
-                "makes the empty latent for it: LATENT [1, 48, (frames−1)/4+1, height/16, width/16]. frames = 1 "
-                "makes an image."
-            ),
-            inputs=[
-                io.Combo.Input("preset", options=PRESET_CHOICES, default=CUSTOM, tooltip=(
-                    "A Cosmos3 resolution preset (tier and aspect ratio, as trained), or 'custom' to use width and "
-                    "height below. Edge supports the 256p and 480p tiers; Nano/Super 256p to 720p (768p: Super "
-                    "text-to-image).")),
-                side_input("width", DEFAULT_WIDTH, "Width in pixels (multiple of 16); used when preset is 'custom'."),
-                side_input("height", DEFAULT_HEIGHT, "Height in pixels (multiple of 16); used when preset is 'custom'."),
-                frames_input(DEFAULT_FRAMES, "Number of frames: 1 for an image, 4k+1 for a video (e.g. 93, 121, 189)."),
-            ],
-            outputs=[
-                io.Latent.Output(display_name="samples", tooltip="Zero raw latents [1, 48, T, height/16, width/16] (float32)."),
-                io.Int.Output(display_name="width", tooltip="The width in pixels actually used (from the preset or custom)."),
-                io.Int.Output(display_name="height", tooltip="The height in pixels actually used."),
-                io.Int.Output(display_name="frames", tooltip="The frame count."),
-            ],
-        )
+        return node_schema(cls, "C3MoTEmptyLatent", "Empty Latent", CATEGORY, inputs=[
+            io.Combo.Input("preset", options=PRESET_CHOICES, default=CUSTOM, tooltip=(
+                "A Cosmos3 resolution preset (tier and aspect ratio, as trained), or 'custom' to use width and "
+                "height below. Edge supports the 256p and 480p tiers; Nano/Super 256p to 720p (768p: Super "
+                "text-to-image).")),
+            side_input("width", DEFAULT_WIDTH, "Width in pixels (multiple of 16); used when preset is 'custom'."),
+            side_input("height", DEFAULT_HEIGHT, "Height in pixels (multiple of 16); used when preset is 'custom'."),
+            frames_input(DEFAULT_FRAMES, "Number of frames: 1 for an image, 4k+1 for a video (e.g. 93, 121, 189)."),
+        ], outputs=[
+            io.Latent.Output(display_name="samples", tooltip="Zero raw latents [1, 48, T, height/16, width/16] (float32)."),
+            io.Int.Output(display_name="width", tooltip="The width in pixels actually used (from the preset or custom)."),
+            io.Int.Output(display_name="height", tooltip="The height in pixels actually used."),
+            io.Int.Output(display_name="frames", tooltip="The frame count."),
+        ])
 
     @classmethod
     def execute(cls, preset, width, height, frames) -> io.NodeOutput:

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from ..cosmos3.defaults import checkpoint_kind_from_name
-from ..cosmos3.dtypes import DTYPES
 from ..cosmos3.files.checkpoint import CheckpointInfo
 from ..cosmos3.files.safetensors import CheckpointError, read_header
 from ..cosmos3.model.loading import load_transformer
@@ -39,7 +38,7 @@ from ..cosmos3.vae.latent_stats import LatentStats
 from ..cosmos3.variants import variant_from_config
 from . import _comfy
 from ._comfy import io
-from .common import C3MOT_MODEL, CATEGORY_ROOT, check_choice, display_name
+from .common import AUTO, C3MOT_MODEL, CATEGORY_ROOT, check_choice, dtype_input, node_schema, resolve_dtype
 
 log = logging.getLogger("cosmos3_mot")
 
@@ -48,8 +47,6 @@ FILE_KEY = "diffusion_models"  # core key: single-file transformers (and diffuse
 FOLDER_KEYS = (*_comfy.CHECKPOINT_FOLDER_KEYS, FILE_KEY)
 TOKENIZER_FOLDER_KEYS = (_comfy.COSMOS3_FOLDER_KEY, "text_encoders")
 DEFAULT_CHECKPOINT = "cosmos3/Cosmos3-Nano"
-AUTO = "auto"
-DTYPE_CHOICES = [AUTO, *DTYPES]
 WEIGHT_STORAGE_CHOICES = ["default", "fp8_e4m3fn"]
 TOKENIZER_SUBFOLDER = "text_tokenizer"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -188,14 +185,6 @@ def resolve_tokenizer(choice: str, checkpoint: Path) -> Path:
     )
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` = bf16 on CUDA, fp32 elsewhere (CPUs have no fast bf16 matmuls)."""
-    if name == AUTO:
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    check_choice("dtype", name, DTYPE_CHOICES)
-    return DTYPES[name]
-
-
 # ------------------------------------------------------------------------------------------------------
 # The loaded model
 
@@ -302,45 +291,40 @@ def settle_on_device(patcher, anchors: tuple[str, ...] = ()) -> None:
 # Node
 
 
+CHECKPOINT_TOOLTIP = (
+    "Which Cosmos3 checkpoint: 'cosmos3/<name>' = a diffusers folder in models/cosmos3 (likewise "
+    "'diffusers/…', 'diffusion_models/…'); a .safetensors name = a single transformer file in "
+    "models/diffusion_models (needs a tokenizer, see 'tokenizer'). Only safetensors weights are loaded."
+)
+
+
 class ModelLoader(io.ComfyNode):
+    """Loads a Cosmos3 transformer (text tower + generation tower) and its text tokenizer: a diffusers checkpoint
+    folder from models/cosmos3 (or models/diffusers, models/diffusion_models) or a single .safetensors transformer
+    file from models/diffusion_models. ComfyUI manages the two towers as separate models, so the text tower can be
+    evicted while sampling."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTModelLoader",
-            display_name=display_name("Model Loader"),
-            category=CATEGORY,
-            description=(
-                "Loads a Cosmos3 transformer (text tower + generation tower) and its text tokenizer: a diffusers "
-                "checkpoint folder from models/cosmos3 (or models/diffusers, models/diffusion_models) or a single "
-                ".safetensors transformer file from models/diffusion_models. ComfyUI manages the two towers as "
-                "separate models, so the text tower can be evicted while sampling."
-            ),
-            inputs=[
-                io.Combo.Input("checkpoint", options=checkpoint_choices(), tooltip=(
-                    "Which Cosmos3 checkpoint: 'cosmos3/<name>' = a diffusers folder in models/cosmos3 (likewise "
-                    "'diffusers/…', 'diffusion_models/…'); a .safetensors name = a single transformer file in "
-                    "models/diffusion_models (needs a tokenizer, see 'tokenizer'). Only safetensors weights are "
-                    "loaded.")),
-                io.Combo.Input("dtype", options=DTYPE_CHOICES, default=AUTO, tooltip=(
-                    "Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp16 can "
-                    "overflow; fp32 doubles the memory of bf16.")),
-                io.Combo.Input("tokenizer", options=tokenizer_choices(), default=AUTO, tooltip=(
-                    "Text tokenizer: 'auto' = the checkpoint folder's own text_tokenizer/ (for a single file: a "
-                    "text_tokenizer/ folder next to it). Otherwise a listed folder, e.g. another checkpoint's "
-                    "text_tokenizer/ of the same family (Qwen for Nano/Super, Nemotron for Edge).")),
-                io.Combo.Input("weight_storage", options=WEIGHT_STORAGE_CHOICES, default="default", optional=True,
-                               tooltip=(
-                    "How the decoder-layer weights are stored: 'default' = in dtype; 'fp8_e4m3fn' = 8-bit float with "
-                    "a per-tensor scale, upcast layer by layer while computing (about half the memory of bf16, small "
-                    "quality cost). ModelOpt fp8 checkpoints load with either choice.")),
-            ],
-            outputs=[
-                C3MOT_MODEL.Output(display_name="model", tooltip=(
-                    "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes.")),
-                io.String.Output(display_name="info", tooltip=(
-                    "What was loaded: variant, checkpoint kind, dtype, memory per tower.")),
-            ],
-        )
+        return node_schema(cls, "C3MoTModelLoader", "Model Loader", CATEGORY, inputs=[
+            io.Combo.Input("checkpoint", options=checkpoint_choices(), tooltip=CHECKPOINT_TOOLTIP),
+            dtype_input("Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp16 can "
+                        "overflow; fp32 doubles the memory of bf16."),
+            io.Combo.Input("tokenizer", options=tokenizer_choices(), default=AUTO, tooltip=(
+                "Text tokenizer: 'auto' = the checkpoint folder's own text_tokenizer/ (for a single file: a "
+                "text_tokenizer/ folder next to it). Otherwise a listed folder, e.g. another checkpoint's "
+                "text_tokenizer/ of the same family (Qwen for Nano/Super, Nemotron for Edge).")),
+            io.Combo.Input("weight_storage", options=WEIGHT_STORAGE_CHOICES, default="default", optional=True,
+                           tooltip=(
+                "How the decoder-layer weights are stored: 'default' = in dtype; 'fp8_e4m3fn' = 8-bit float with "
+                "a per-tensor scale, upcast layer by layer while computing (about half the memory of bf16, small "
+                "quality cost). ModelOpt fp8 checkpoints load with either choice.")),
+        ], outputs=[
+            C3MOT_MODEL.Output(display_name="model", tooltip=(
+                "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes.")),
+            io.String.Output(display_name="info", tooltip=(
+                "What was loaded: variant, checkpoint kind, dtype, memory per tower.")),
+        ])
 
     @classmethod
     def execute(cls, checkpoint, dtype, tokenizer, weight_storage="default") -> io.NodeOutput:

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
-
+from . import conditioning_nodes, guardrail_nodes, latent_nodes, model_nodes, sampler_nodes, text_nodes, vae_nodes
 from .common import DISPLAY_PREFIX
 
 NODE_PREFIX = "C3MoT"
 
-# Node modules, relative to this package. Each defines ``NODES``: a list of ``io.ComfyNode`` classes whose
-# schema's node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
-NODE_MODULES: tuple[str, ...] = (
-    "guardrail_nodes", "vae_nodes", "latent_nodes", "model_nodes", "text_nodes", "conditioning_nodes", "sampler_nodes",
-)
+# Node modules in registration order. Each defines ``NODES``: a list of ``io.ComfyNode`` classes whose schema's
+# node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
+NODE_MODULES = (guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes)
 
 
 def collect_nodes() -> dict[str, type]:
     """``{node id: class}`` of every node in :data:`NODE_MODULES`, in registration order."""
     classes: dict[str, type] = {}
-    for module_name in NODE_MODULES:
-        module = importlib.import_module(f".{module_name}", __package__)
+    for module in NODE_MODULES:
+        module_name = module.__name__.rsplit(".", 1)[-1]
         for cls in module.NODES:
             schema = cls.define_schema()
             node_id = schema.node_id

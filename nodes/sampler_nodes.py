@@ -17,6 +17,7 @@ import logging
 
 import torch
 
+from ..cosmos3 import geometry
 from ..cosmos3.model import attention as attention_kernels
 from ..cosmos3.runtime import compile as runtime_compile
 from ..cosmos3.runtime.offload import enable_block_swap
@@ -29,7 +30,7 @@ from ..cosmos3.text.encoding import EncodedPrompt
 from . import _comfy
 from ._comfy import io
 from .common import (
-    C3MOT_IMAGE_COND, C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, MAX_SEED, check_choice, check_latents, display_name,
+    C3MOT_IMAGE_COND, C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, MAX_SEED, check_choice, check_latents, node_schema,
 )
 from .model_nodes import settle_on_device
 
@@ -65,7 +66,7 @@ def latent_geometry(samples) -> tuple[int, int, int]:
     b, _, t, h, w = latents.shape
     if b != 1:
         raise ValueError(f"the Cosmos3 sampler generates one clip at a time: LATENT batch must be 1, got {b}")
-    return (t - 1) * 4 + 1, h * 16, w * 16
+    return (t - 1) * geometry.TEMPORAL_COMPRESSION + 1, h * geometry.SPATIAL_MULTIPLE, w * geometry.SPATIAL_MULTIPLE
 
 
 def _check_text(text):
@@ -190,77 +191,69 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
 
 
 class Sampler(io.ComfyNode):
+    """Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached text K/V of the
+    Text Encode node. The size and frame count come from the input LATENT (Empty Latent); text-to-image when frames
+    = 1, image-to-video when image_cond is connected. 0 = auto picks the framework defaults for the mode and
+    checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTSampler",
-            display_name=display_name("Sampler"),
-            category=CATEGORY,
-            description=(
-                "Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached "
-                "text K/V of the Text Encode node. The size and frame count come from the input LATENT (Empty "
-                "Latent); text-to-image when frames = 1, image-to-video when image_cond is connected. 0 = auto "
-                "picks the framework defaults for the mode and checkpoint. Outputs raw Wan 2.2 latents for VAE "
-                "Decode."
-            ),
-            inputs=[
-                C3MOT_MODEL.Input("model", tooltip="From the Cosmos3 MoT Model Loader (the same model as the Text "
-                                  "Encode)."),
-                C3MOT_TEXT.Input("text", tooltip="From the Cosmos3 MoT Text Encode: holds both the positive and the "
-                                 "negative prompt (the negative prompt is set on the Text Encode node)."),
-                io.Latent.Input("samples", tooltip="From the Cosmos3 MoT Empty Latent: its shape sets frames and "
-                                "size (must match the Text Encode's); its values are ignored."),
-                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, step=1, control_after_generate=True, tooltip=(
-                    "Noise seed (drawn on the CPU, so a seed gives the same result on any device).")),
-                io.Int.Input("steps", default=0, min=0, max=MAX_STEPS, step=1, tooltip=(
-                    "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for distilled "
-                    "checkpoints, whose step count is fixed).")),
-                io.Float.Input("cfg", default=0.0, min=0.0, max=MAX_GUIDANCE, step=0.1, round=0.01, tooltip=(
-                    "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
-                    "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast).")),
-                io.Float.Input("shift", default=0.0, min=0.0, max=MAX_SHIFT, step=0.1, round=0.01, tooltip=(
-                    "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
-                    "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
-                    "may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules.")),
-                io.Combo.Input("schedule", options=list(SCHEDULE_CHOICES), default="auto", tooltip=(
-                    "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); 'native' = flow "
-                    "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
-                    "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
-                    "'distilled' = the fixed 4-step SDE of distilled checkpoints.")),
-                io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="sdpa", tooltip=(
-                    "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
-                    "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
-                    "(pip install sageattention; int8, not bit-exact); "
-                    "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).")),
-                io.Boolean.Input("cfg_interval", default=False, tooltip=(
-                    "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
-                    "text-to-image; the framework default is off).")),
-                C3MOT_IMAGE_COND.Input("image_cond", optional=True, tooltip=(
-                    "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
-                    "width/height/frames must match).")),
-                io.Boolean.Input("cfg_batch", default=False, optional=True, tooltip=(
-                    "Run the positive and negative passes as one batch of two (pads the shorter prompt and masks "
-                    "the padding). Same result up to rounding; faster on GPUs with spare compute, needs more "
-                    "activation memory.")),
-                io.Float.Input("step_cache", default=0.0, min=0.0, max=MAX_STEP_CACHE, step=0.01, round=0.001,
-                               optional=True, tooltip=(
-                    "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
-                    "relative L1) reuses the previous generation-tower residual. 0 = off (exact). 0.05-0.2 trades "
-                    "quality for speed.")),
-                io.Int.Input("step_cache_warmup", default=3, min=0, max=MAX_STEPS, step=1, optional=True, tooltip=(
-                    "Leading steps that always run the full generation tower when the step cache is on.")),
-                io.Int.Input("blocks_to_swap", default=0, min=0, max=MAX_BLOCKS_TO_SWAP, step=1, optional=True,
-                             tooltip=(
-                    "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
-                    "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; slower when PCIe "
-                    "cannot keep up.")),
-                io.Boolean.Input("compile", default=False, optional=True, tooltip=(
-                    "torch.compile the generation layers (the first run compiles and is slow; needs a working "
-                    "Triton/C++ toolchain).")),
-            ],
-            outputs=[io.Latent.Output(display_name="samples", tooltip=(
-                "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."))],
-        )
+        return node_schema(cls, "C3MoTSampler", "Sampler", CATEGORY, inputs=[
+            C3MOT_MODEL.Input("model", tooltip="From the Cosmos3 MoT Model Loader (the same model as the Text "
+                              "Encode)."),
+            C3MOT_TEXT.Input("text", tooltip="From the Cosmos3 MoT Text Encode: holds both the positive and the "
+                             "negative prompt (the negative prompt is set on the Text Encode node)."),
+            io.Latent.Input("samples", tooltip="From the Cosmos3 MoT Empty Latent: its shape sets frames and "
+                            "size (must match the Text Encode's); its values are ignored."),
+            io.Int.Input("seed", default=0, min=0, max=MAX_SEED, step=1, control_after_generate=True, tooltip=(
+                "Noise seed (drawn on the CPU, so a seed gives the same result on any device).")),
+            io.Int.Input("steps", default=0, min=0, max=MAX_STEPS, step=1, tooltip=(
+                "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for distilled "
+                "checkpoints, whose step count is fixed).")),
+            io.Float.Input("cfg", default=0.0, min=0.0, max=MAX_GUIDANCE, step=0.1, round=0.01, tooltip=(
+                "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
+                "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast).")),
+            io.Float.Input("shift", default=0.0, min=0.0, max=MAX_SHIFT, step=0.1, round=0.01, tooltip=(
+                "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
+                "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
+                "may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules.")),
+            io.Combo.Input("schedule", options=list(SCHEDULE_CHOICES), default="auto", tooltip=(
+                "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); 'native' = flow "
+                "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
+                "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
+                "'distilled' = the fixed 4-step SDE of distilled checkpoints.")),
+            io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="sdpa", tooltip=(
+                "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
+                "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
+                "(pip install sageattention; int8, not bit-exact); "
+                "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).")),
+            io.Boolean.Input("cfg_interval", default=False, tooltip=(
+                "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
+                "text-to-image; the framework default is off).")),
+            C3MOT_IMAGE_COND.Input("image_cond", optional=True, tooltip=(
+                "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
+                "width/height/frames must match).")),
+            io.Boolean.Input("cfg_batch", default=False, optional=True, tooltip=(
+                "Run the positive and negative passes as one batch of two (pads the shorter prompt and masks "
+                "the padding). Same result up to rounding; faster on GPUs with spare compute, needs more "
+                "activation memory.")),
+            io.Float.Input("step_cache", default=0.0, min=0.0, max=MAX_STEP_CACHE, step=0.01, round=0.001,
+                           optional=True, tooltip=(
+                "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
+                "relative L1) reuses the previous generation-tower residual. 0 = off (exact). 0.05-0.2 trades "
+                "quality for speed.")),
+            io.Int.Input("step_cache_warmup", default=3, min=0, max=MAX_STEPS, step=1, optional=True, tooltip=(
+                "Leading steps that always run the full generation tower when the step cache is on.")),
+            io.Int.Input("blocks_to_swap", default=0, min=0, max=MAX_BLOCKS_TO_SWAP, step=1, optional=True,
+                         tooltip=(
+                "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
+                "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; slower when PCIe "
+                "cannot keep up.")),
+            io.Boolean.Input("compile", default=False, optional=True, tooltip=(
+                "torch.compile the generation layers (the first run compiles and is slow; needs a working "
+                "Triton/C++ toolchain).")),
+        ], outputs=[io.Latent.Output(display_name="samples", tooltip=(
+            "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."))])
 
     @classmethod
     def execute(cls, model, text, samples, seed, steps, cfg, shift, schedule, attention, cfg_interval,

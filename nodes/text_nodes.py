@@ -18,7 +18,7 @@ from ..cosmos3.geometry import check_structure
 from ..cosmos3.text.encoding import encode_prompt
 from . import _comfy
 from ._comfy import io
-from .common import C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, check_choice, display_name, frames_input, side_input
+from .common import C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, check_choice, frames_input, node_schema, side_input
 from .model_nodes import settle_on_device
 
 log = logging.getLogger("cosmos3_mot")
@@ -66,50 +66,42 @@ def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str =
 
 
 class TextEncode(io.ComfyNode):
+    """Encodes the prompt and the negative prompt with the Cosmos3 text tower once and caches the result (K/V per
+    layer, on the CPU), so re-running with another seed skips the text tower. The templates announce duration and
+    resolution to the model: link width/height/frames from the Empty Latent node. frames = 1 encodes for an image."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTTextEncode",
-            display_name=display_name("Text Encode"),
-            category=CATEGORY,
-            description=(
-                "Encodes the prompt and the negative prompt with the Cosmos3 text tower once and caches the result "
-                "(K/V per layer, on the CPU), so re-running with another seed skips the text tower. The templates "
-                "announce duration and resolution to the model: link width/height/frames from the Empty Latent "
-                "node. frames = 1 encodes for an image."
-            ),
-            inputs=[
-                C3MOT_MODEL.Input("model", tooltip="From the Cosmos3 MoT Model Loader."),
-                io.String.Input("prompt", default="", multiline=True, dynamic_prompts=False, tooltip=(
-                    "What to generate. Plain text, or a JSON object in Cosmos3's structured caption format (its "
-                    "metadata fields are filled in). Link it from the Guardrail Prompt Check to check it first.")),
-                io.String.Input("negative_prompt", default="", multiline=True, dynamic_prompts=False, tooltip=(
-                    "What to steer away from (used when cfg > 1). Leave empty for the default: a built-in "
-                    "structured description of video artifacts for videos, none for images.")),
-                io.Combo.Input("prompt_style", options=list(PROMPT_STYLES), default="framework", tooltip=(
-                    "'framework' = exactly as the checkpoints were trained (NVIDIA cosmos-framework: metadata "
-                    "sentences, negative with the same metadata); 'diffusers' = diffusers' Cosmos3OmniPipeline "
-                    "templates (inverse metadata on the negative).")),
-                io.Combo.Input("use_system_prompt", options=list(SYSTEM_PROMPT_CHOICES), default="auto", tooltip=(
-                    "Prepend the Cosmos3 system prompt: 'auto' = off for the framework style (as trained), the "
-                    "checkpoint's default for the diffusers style.")),
-                side_input("width", DEFAULT_WIDTH, "Width in pixels the prompt announces; must equal the sampler's "
-                           "(link it from Empty Latent's width)."),
-                side_input("height", DEFAULT_HEIGHT, "Height in pixels the prompt announces; must equal the "
-                           "sampler's (link it from Empty Latent's height)."),
-                frames_input(DEFAULT_FRAMES, "Frame count the prompt announces (1 = image, else 4k+1); must equal "
-                             "the sampler's (link it from Empty Latent's frames)."),
-                io.Float.Input("fps", default=DEFAULT_FPS, min=MIN_FPS, max=MAX_FPS, step=1.0, tooltip=(
-                    "Frame rate of the video (announced in the prompt and used by the model's positions; "
-                    "recommended 10 to 30). Ignored for images. Link the 'fps' output to CreateVideo.")),
-            ],
-            outputs=[
-                C3MOT_TEXT.Output(display_name="text", tooltip=(
-                    "Cached text K/V of the prompt and the negative prompt, with the frames/size/fps they were "
-                    "encoded for; connect it to the Sampler.")),
-                io.Float.Output(display_name="fps", tooltip="The frame rate used, for CreateVideo's fps."),
-            ],
-        )
+        return node_schema(cls, "C3MoTTextEncode", "Text Encode", CATEGORY, inputs=[
+            C3MOT_MODEL.Input("model", tooltip="From the Cosmos3 MoT Model Loader."),
+            io.String.Input("prompt", default="", multiline=True, dynamic_prompts=False, tooltip=(
+                "What to generate. Plain text, or a JSON object in Cosmos3's structured caption format (its "
+                "metadata fields are filled in). Link it from the Guardrail Prompt Check to check it first.")),
+            io.String.Input("negative_prompt", default="", multiline=True, dynamic_prompts=False, tooltip=(
+                "What to steer away from (used when cfg > 1). Leave empty for the default: a built-in "
+                "structured description of video artifacts for videos, none for images.")),
+            io.Combo.Input("prompt_style", options=list(PROMPT_STYLES), default="framework", tooltip=(
+                "'framework' = exactly as the checkpoints were trained (NVIDIA cosmos-framework: metadata "
+                "sentences, negative with the same metadata); 'diffusers' = diffusers' Cosmos3OmniPipeline "
+                "templates (inverse metadata on the negative).")),
+            io.Combo.Input("use_system_prompt", options=list(SYSTEM_PROMPT_CHOICES), default="auto", tooltip=(
+                "Prepend the Cosmos3 system prompt: 'auto' = off for the framework style (as trained), the "
+                "checkpoint's default for the diffusers style.")),
+            side_input("width", DEFAULT_WIDTH, "Width in pixels the prompt announces; must equal the sampler's "
+                       "(link it from Empty Latent's width)."),
+            side_input("height", DEFAULT_HEIGHT, "Height in pixels the prompt announces; must equal the "
+                       "sampler's (link it from Empty Latent's height)."),
+            frames_input(DEFAULT_FRAMES, "Frame count the prompt announces (1 = image, else 4k+1); must equal "
+                         "the sampler's (link it from Empty Latent's frames)."),
+            io.Float.Input("fps", default=DEFAULT_FPS, min=MIN_FPS, max=MAX_FPS, step=1.0, tooltip=(
+                "Frame rate of the video (announced in the prompt and used by the model's positions; "
+                "recommended 10 to 30). Ignored for images. Link the 'fps' output to CreateVideo.")),
+        ], outputs=[
+            C3MOT_TEXT.Output(display_name="text", tooltip=(
+                "Cached text K/V of the prompt and the negative prompt, with the frames/size/fps they were "
+                "encoded for; connect it to the Sampler.")),
+            io.Float.Output(display_name="fps", tooltip="The frame rate used, for CreateVideo's fps."),
+        ])
 
     @classmethod
     def execute(cls, model, prompt, negative_prompt, prompt_style, use_system_prompt, width, height, frames,

@@ -19,11 +19,10 @@ import torch
 
 from .. import cosmos3
 from ..cosmos3 import geometry
-from ..cosmos3.dtypes import DTYPES
 from ..cosmos3.vae import tiling as vae_tiling
 from . import _comfy
 from ._comfy import io
-from .common import C3MOT_VAE, CATEGORY_ROOT, check_choice, check_latents, display_name
+from .common import C3MOT_VAE, CATEGORY_ROOT, check_choice, check_latents, dtype_input, node_schema, resolve_dtype
 
 CATEGORY = CATEGORY_ROOT + "/vae"
 VAE_FILE_KEY = "vae"  # core key: single files such as wan2.2_vae.safetensors
@@ -32,7 +31,6 @@ VAE_DOWNLOAD_HINT = (
     "Put ComfyUI's wan2.2_vae.safetensors (Comfy-Org/Wan_2.2_ComfyUI_Repackaged, split_files/vae/) in "
     "models/vae/, or a Cosmos3 checkpoint folder (with its vae/ subfolder) in models/cosmos3/."
 )
-DTYPE_CHOICES = ["auto", *DTYPES]
 TILED_CHOICES = ["auto", "on", "off"]
 TILE_STEP = 16  # pixels per latent cell
 DEFAULT_TILE_SIZE = 256
@@ -100,14 +98,6 @@ def resolve_vae(choice: str) -> Path:
         f"VAE {choice!r} not found (available: {available}). Folder choices look like "
         f"'cosmos3/<checkpoint>/vae' or 'vae/<folder>', files like '{DEFAULT_VAE_FILE}'. {VAE_DOWNLOAD_HINT}"
     )
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` = bf16 on CUDA, fp32 elsewhere (the CPU has no fast bf16 convolutions)."""
-    if name == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    check_choice("dtype", name, DTYPE_CHOICES)
-    return DTYPES[name]
 
 
 class Cosmos3WanVAE(torch.nn.Module):
@@ -311,27 +301,27 @@ def _tile_inputs() -> list:
     ]
 
 
+DTYPE_TOOLTIP = (
+    "Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp32 is exact but uses twice the "
+    "memory of bf16/fp16."
+)
+VAE_NAME_TOOLTIP = (
+    "Which VAE: 'cosmos3/<checkpoint>/vae' = the vae/ folder of a checkpoint under models/cosmos3 (likewise "
+    "'diffusers/…'); 'vae/<folder>' = a diffusers VAE folder in models/vae; a .safetensors name = a single file "
+    "in models/vae (e.g. wan2.2_vae.safetensors)."
+)
+
+
 class VAELoader(io.ComfyNode):
+    """Loads the Wan 2.2 VAE used by Cosmos3: the vae/ folder of a Cosmos3 checkpoint (models/cosmos3 or
+    models/diffusers), a diffusers VAE folder in models/vae, or ComfyUI's single-file wan2.2_vae.safetensors in
+    models/vae."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTVAELoader",
-            display_name=display_name("VAE Loader"),
-            category=CATEGORY,
-            description=(
-                "Loads the Wan 2.2 VAE used by Cosmos3: the vae/ folder of a Cosmos3 checkpoint (models/cosmos3 or "
-                "models/diffusers), a diffusers VAE folder in models/vae, or ComfyUI's single-file "
-                "wan2.2_vae.safetensors in models/vae."
-            ),
-            inputs=[
-                io.Combo.Input("vae_name", options=vae_choices(), tooltip=(
-                    "Which VAE: 'cosmos3/<checkpoint>/vae' = the vae/ folder of a checkpoint under models/cosmos3 "
-                    "(likewise 'diffusers/…'); 'vae/<folder>' = a diffusers VAE folder in models/vae; a "
-                    ".safetensors name = a single file in models/vae (e.g. wan2.2_vae.safetensors).")),
-                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto", tooltip=(
-                    "Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp32 is exact but "
-                    "uses twice the memory of bf16/fp16.")),
-            ],
+        return node_schema(
+            cls, "C3MoTVAELoader", "VAE Loader", CATEGORY,
+            inputs=[io.Combo.Input("vae_name", options=vae_choices(), tooltip=VAE_NAME_TOOLTIP), dtype_input(DTYPE_TOOLTIP)],
             outputs=[C3MOT_VAE.Output(display_name="vae", tooltip=(
                 "The Wan 2.2 VAE; connect it to the Cosmos3 MoT VAE Decode/Encode nodes."))],
         )
@@ -341,25 +331,29 @@ class VAELoader(io.ComfyNode):
         return io.NodeOutput(load_vae_handle(resolve_vae(vae_name), dtype))
 
 
+def vae_input() -> io.Input:
+    """The ``vae`` socket of every node that runs the VAE."""
+    return C3MOT_VAE.Input("vae", tooltip="From the Cosmos3 MoT VAE Loader.")
+
+
+def _codec_schema(node_class: type, node_id: str, title: str, media: io.Input, output: io.Output) -> io.Schema:
+    """VAE Decode / VAE Encode: the VAE, what to convert and the tiling widgets -> the converted media."""
+    return node_schema(node_class, node_id, title, CATEGORY, inputs=[vae_input(), media, *_tile_inputs()],
+                       outputs=[output])
+
+
 class VAEDecode(io.ComfyNode):
+    """Decodes raw Wan 2.2 latents (LATENT [B, 48, T, H/16, W/16]) into frames (IMAGE [B·F, H, W, 3], F = 4(T−1)+1).
+    One frame → SaveImage; a video → CreateVideo → SaveVideo, or SaveAnimatedWEBP."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTVAEDecode",
-            display_name=display_name("VAE Decode"),
-            category=CATEGORY,
-            description=(
-                "Decodes raw Wan 2.2 latents (LATENT [B, 48, T, H/16, W/16]) into frames (IMAGE [B·F, H, W, 3], "
-                "F = 4(T−1)+1). One frame → SaveImage; a video → CreateVideo → SaveVideo, or SaveAnimatedWEBP."
-            ),
-            inputs=[
-                C3MOT_VAE.Input("vae", tooltip="From the Cosmos3 MoT VAE Loader."),
-                io.Latent.Input("samples", tooltip="Raw (un-normalized) Wan 2.2 latents, e.g. from the Cosmos3 "
-                                "sampler or Empty Latent."),
-                *_tile_inputs(),
-            ],
-            outputs=[io.Image.Output(display_name="images", tooltip=(
-                "Decoded frames [B·F, H, W, 3], values 0..1 (one image for text-to-image)."))],
+        return _codec_schema(
+            cls, "C3MoTVAEDecode", "VAE Decode",
+            io.Latent.Input("samples", tooltip="Raw (un-normalized) Wan 2.2 latents, e.g. from the Cosmos3 sampler or "
+                            "Empty Latent."),
+            io.Image.Output(display_name="images", tooltip="Decoded frames [B·F, H, W, 3], values 0..1 (one image for "
+                            "text-to-image)."),
         )
 
     @classmethod
@@ -369,24 +363,15 @@ class VAEDecode(io.ComfyNode):
 
 
 class VAEEncode(io.ComfyNode):
+    """Encodes frames (IMAGE [N, H, W, 3], one clip: N = 1 or 4k+1, H and W multiples of 16) into raw Wan 2.2 latents
+    (LATENT [1, 48, (N−1)/4+1, H/16, W/16])."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="C3MoTVAEEncode",
-            display_name=display_name("VAE Encode"),
-            category=CATEGORY,
-            description=(
-                "Encodes frames (IMAGE [N, H, W, 3], one clip: N = 1 or 4k+1, H and W multiples of 16) into raw "
-                "Wan 2.2 latents (LATENT [1, 48, (N−1)/4+1, H/16, W/16])."
-            ),
-            inputs=[
-                C3MOT_VAE.Input("vae", tooltip="From the Cosmos3 MoT VAE Loader."),
-                io.Image.Input("images", tooltip="Frames of one clip [N, H, W, 3] (N = 1 or 4k+1; H, W multiples "
-                               "of 16)."),
-                *_tile_inputs(),
-            ],
-            outputs=[io.Latent.Output(display_name="samples", tooltip=(
-                "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] (float32)."))],
+        return _codec_schema(
+            cls, "C3MoTVAEEncode", "VAE Encode",
+            io.Image.Input("images", tooltip="Frames of one clip [N, H, W, 3] (N = 1 or 4k+1; H, W multiples of 16)."),
+            io.Latent.Output(display_name="samples", tooltip="Raw Wan 2.2 latents [1, 48, T, H/16, W/16] (float32)."),
         )
 
     @classmethod

@@ -5,17 +5,20 @@ Use in a test module::
     from comfy_fixtures import comfy_stub, comfy_pack  # noqa: F401  (pytest fixtures)
 
     def test_something(comfy_pack, comfy_stub):
-        node = comfy_pack.nodes.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]
+        node = comfy_pack.nodes.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]  # an io.ComfyNode class
+        latent, width, height, frames = node.execute("custom", 64, 32, 9)  # an io.NodeOutput
         ...
         assert comfy_stub.progress_calls
 
 ``comfy_stub`` (function scope) installs the stub modules (``folder_paths``, ``comfy.*``,
-``latent_preview``, ``comfy_api.latest``) in ``sys.modules`` with the stub folder first on ``sys.path``, resets all their state,
+``latent_preview``, ``comfy_api.latest``) in ``sys.modules`` with the stub folder first on ``sys.path``,
+resets all their state,
 roots ``folder_paths`` at a fresh ``tmp_path/comfyui`` (``models/``, ``input/``, ``output/``, ``temp/``)
 and removes everything again afterwards, restoring whatever was there before (other tests expect no
 ComfyUI). ``comfy_pack`` imports the pack folder the way ComfyUI does (``support.load_pack_as_comfyui``,
 once per session under its own module name; our ComfyUI accesses are lazy, so the per-test stub state
-is what the nodes see).
+is what the nodes see). ``comfy_api_only()`` / ``load_pack_with_v3_api()`` provide just the V3 node API,
+which the pack needs to import at all (its node classes derive from ``io.ComfyNode``).
 """
 
 from __future__ import annotations

@@ -100,3 +100,29 @@ def test_node_rules(mappings, node_id, comfy_stub):
     for output in schema.outputs:
         assert output.display_name and output.tooltip, node_id
         assert output.io_type in CORE_TYPES or output.io_type.startswith("C3MOT_"), node_id
+
+
+def test_widgets_take_choices_and_limits_from_the_library(comfy_pack):
+    """One definition: the widgets read the library's constants (the snapshot pins their values)."""
+    import sys
+
+    def lib(name):
+        return sys.modules[f"{comfy_pack.__name__}.cosmos3.{name}"]
+
+    nodes = comfy_pack.nodes
+    geometry = lib("geometry")
+    sampler = nodes.sampler_nodes.Sampler.INPUT_TYPES()
+    assert sampler["required"]["schedule"][1]["options"] == list(lib("sampling.plan").SCHEDULE_CHOICES)
+    attention = sampler["required"]["attention"][1]["options"]
+    assert set(attention) == set(lib("model.attention").attention_backends()) - {"math"}
+    assert sampler["required"]["steps"][1]["max"] == lib("sampling.schedulers").MAX_STEPS
+    assert sampler["required"]["shift"][1]["max"] == lib("sampling.schedulers").MAX_SHIFT
+    assert sampler["required"]["cfg"][1]["max"] == lib("sampling.loop").MAX_GUIDANCE
+    for loader in (nodes.model_nodes.ModelLoader, nodes.vae_nodes.VAELoader):
+        assert loader.INPUT_TYPES()["required"]["dtype"][1]["options"] == ["auto", *lib("dtypes").DTYPES]
+    for node in (nodes.latent_nodes.EmptyLatent, nodes.text_nodes.TextEncode, nodes.conditioning_nodes.ImageCondition):
+        required = node.INPUT_TYPES()["required"]
+        assert required["width"][1]["max"] == required["height"][1]["max"] == geometry.MAX_SIDE
+        assert required["width"][1]["step"] == geometry.SPATIAL_MULTIPLE
+        assert required["frames"][1]["max"] == geometry.MAX_FRAMES
+        assert required["frames"][1]["step"] == geometry.TEMPORAL_COMPRESSION

@@ -490,6 +490,11 @@ def _normalized(cls, value) -> NodeOutput:
     return value
 
 
+def _from_schema(read) -> _classproperty:
+    """A V1 class attribute computed from the node's (validated) schema."""
+    return _classproperty(lambda cls: read(cls.GET_SCHEMA()))
+
+
 class ComfyNode:
     """Base of every V3 node: override the classmethods ``define_schema()`` and ``execute(**inputs)``."""
 
@@ -575,53 +580,19 @@ class ComfyNode:
             inputs.pop("hidden", None)
         return (inputs, schema) if return_schema else inputs
 
-    @_classproperty
-    def DESCRIPTION(cls):  # noqa: N802
-        return cls.GET_SCHEMA().description
-
-    @_classproperty
-    def CATEGORY(cls):  # noqa: N802
-        return cls.GET_SCHEMA().category
-
-    @_classproperty
-    def EXPERIMENTAL(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_experimental
-
-    @_classproperty
-    def DEPRECATED(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_deprecated
-
-    @_classproperty
-    def API_NODE(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_api_node
-
-    @_classproperty
-    def OUTPUT_NODE(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_output_node
-
-    @_classproperty
-    def INPUT_IS_LIST(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_input_list
-
-    @_classproperty
-    def NOT_IDEMPOTENT(cls):  # noqa: N802
-        return cls.GET_SCHEMA().not_idempotent
-
-    @_classproperty
-    def OUTPUT_IS_LIST(cls):  # noqa: N802
-        return [o.is_output_list for o in cls.GET_SCHEMA().outputs or []]
-
-    @_classproperty
-    def RETURN_TYPES(cls):  # noqa: N802
-        return [o.io_type for o in cls.GET_SCHEMA().outputs or []]
-
-    @_classproperty
-    def RETURN_NAMES(cls):  # noqa: N802
-        return [o.display_name or o.io_type for o in cls.GET_SCHEMA().outputs or []]
-
-    @_classproperty
-    def OUTPUT_TOOLTIPS(cls):  # noqa: N802
-        return [o.tooltip or None for o in cls.GET_SCHEMA().outputs or []]
+    # V1 attributes, read from the schema
+    DESCRIPTION = _from_schema(lambda schema: schema.description)
+    CATEGORY = _from_schema(lambda schema: schema.category)
+    EXPERIMENTAL = _from_schema(lambda schema: schema.is_experimental)
+    DEPRECATED = _from_schema(lambda schema: schema.is_deprecated)
+    API_NODE = _from_schema(lambda schema: schema.is_api_node)
+    OUTPUT_NODE = _from_schema(lambda schema: schema.is_output_node)
+    INPUT_IS_LIST = _from_schema(lambda schema: schema.is_input_list)
+    NOT_IDEMPOTENT = _from_schema(lambda schema: schema.not_idempotent)
+    OUTPUT_IS_LIST = _from_schema(lambda schema: [o.is_output_list for o in schema.outputs or []])
+    RETURN_TYPES = _from_schema(lambda schema: [o.io_type for o in schema.outputs or []])
+    RETURN_NAMES = _from_schema(lambda schema: [o.display_name or o.io_type for o in schema.outputs or []])
+    OUTPUT_TOOLTIPS = _from_schema(lambda schema: [o.tooltip or None for o in schema.outputs or []])
 
 
 __all__ = [
