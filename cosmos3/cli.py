@@ -19,7 +19,7 @@ from .files.media import (
 )
 from .sampling.schedulers import SCHEDULE_HELP, SCHEDULES
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+from .dtypes import DTYPES
 
 
 def _device(name: str) -> torch.device:

@@ -1,7 +1,10 @@
 """The only place the node pack touches ComfyUI.
 
-Every accessor imports lazily, so the node modules import (and their classes can be inspected) without
-ComfyUI. Tests replace ComfyUI with the behavioural stand-in in ``tests/comfy_stub``.
+The V3 node API (``comfy_api.latest``: ``io`` and ``ComfyExtension``) is imported here at module level:
+every node class derives from ``io.ComfyNode``, so the pack needs ComfyUI (0.3.64 or newer) to import.
+Every runtime service (folders, devices, model management, progress, previews) is imported lazily and
+degrades to a local fallback when ComfyUI's modules are missing. Tests replace ComfyUI with the
+behavioural stand-in in ``tests/comfy_stub``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from comfy_api.latest import ComfyExtension, io  # noqa: F401  (re-exported: the V3 node API)
 
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 # Our own key: Cosmos3 checkpoints as diffusers-layout *folders* (models/cosmos3/<name>/...).
@@ -233,31 +237,36 @@ def _default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _device(accessor: str, fallback: Callable[[], torch.device]) -> torch.device:
+    """``comfy.model_management.<accessor>()``, or ``fallback()`` without ComfyUI."""
+    mm = _mm_or_none()
+    return torch.device(getattr(mm, accessor)()) if mm is not None else fallback()
+
+
+def _cpu() -> torch.device:
+    return torch.device("cpu")
+
+
 def vae_device() -> torch.device:
     """Where ComfyUI runs VAEs (``--cpu-vae`` → CPU); without ComfyUI, CUDA when available."""
-    mm = _mm_or_none()
-    return torch.device(mm.vae_device()) if mm is not None else _default_device()
+    return _device("vae_device", _default_device)
 
 
 def vae_offload_device() -> torch.device:
-    mm = _mm_or_none()
-    return torch.device(mm.vae_offload_device()) if mm is not None else torch.device("cpu")
+    return _device("vae_offload_device", _cpu)
 
 
 def unet_offload_device() -> torch.device:
     """Where diffusion models rest between runs (the GPU only under ``--highvram``)."""
-    mm = _mm_or_none()
-    return torch.device(mm.unet_offload_device()) if mm is not None else torch.device("cpu")
+    return _device("unet_offload_device", _cpu)
 
 
 def text_encoder_device() -> torch.device:
-    mm = _mm_or_none()
-    return torch.device(mm.text_encoder_device()) if mm is not None else _default_device()
+    return _device("text_encoder_device", _default_device)
 
 
 def text_encoder_offload_device() -> torch.device:
-    mm = _mm_or_none()
-    return torch.device(mm.text_encoder_offload_device()) if mm is not None else torch.device("cpu")
+    return _device("text_encoder_offload_device", _cpu)
 
 
 def get_free_memory(device: torch.device) -> int | None:

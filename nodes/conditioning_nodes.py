@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import torch
 
+from ..cosmos3.geometry import Geometry
+from ..cosmos3.sampling.conditioning import encode_image_condition
+from ..cosmos3.vae import tiling as vae_tiling
 from . import _comfy
-from .spec import C3MOT_IMAGE_COND, C3MOT_VAE, CATEGORY_ROOT, IMAGE, Int, Node, Output, Socket
+from ._comfy import io
+from .common import C3MOT_IMAGE_COND, CATEGORY_ROOT, frames_input, node_schema, side_input
+from .vae_nodes import vae_input
 
 CATEGORY = CATEGORY_ROOT + "/conditioning"
-MAX_SIZE = 8192
-MAX_FRAMES = 1025
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FRAMES = 832, 480, 121
 
 
@@ -29,10 +32,6 @@ def first_image(image) -> torch.Tensor:
 
 def encode_condition(vae_handle, image, *, width: int, height: int, frames: int):
     """:func:`cosmos3.sampling.conditioning.encode_image_condition` with the VAE loaded through ComfyUI."""
-    from ..cosmos3.vae import tiling as vae_tiling
-    from ..cosmos3.sampling.conditioning import encode_image_condition
-    from ..cosmos3.geometry import Geometry
-
     geometry = Geometry(frames, height, width)
     if frames < 2:
         raise ValueError(f"image conditioning needs a video: frames must be 4k+1 with k >= 1 (5, 9, …), got {frames}")
@@ -52,31 +51,28 @@ def encode_condition(vae_handle, image, *, width: int, height: int, frames: int)
         _comfy.offload_models([patcher])
 
 
-class ImageCondition(Node):
-    NODE_ID = "C3MoTImageCondition"
-    DISPLAY_NAME = "Image Condition"
-    CATEGORY = CATEGORY
-    FUNCTION = "encode"
-    DESCRIPTION = (
-        "Image-to-video: resizes the image to cover width x height (antialiased) and centre-crops it, encodes it "
-        "with the Wan 2.2 VAE and gives the sampler the clean first latent frame and its mask. Connect the "
-        "output to the Sampler's image_cond; link width/height/frames from the Empty Latent node."
-    )
-    INPUTS = (
-        Socket("vae", C3MOT_VAE, "From the Cosmos3 MoT VAE Loader."),
-        Socket("image", IMAGE, "The first frame of the video (e.g. from LoadImage); only the first image of a batch is used."),
-        Int("width", DEFAULT_WIDTH, "Video width in pixels (link it from Empty Latent's width); the image is "
-            "resized to cover it and centre-cropped.", min=16, max=MAX_SIZE, step=16),
-        Int("height", DEFAULT_HEIGHT, "Video height in pixels (link it from Empty Latent's height).",
-            min=16, max=MAX_SIZE, step=16),
-        Int("frames", DEFAULT_FRAMES, "Video frame count, 4k+1 (link it from Empty Latent's frames).",
-            min=5, max=MAX_FRAMES, step=4),
-    )
-    OUTPUTS = (Output("image_cond", C3MOT_IMAGE_COND,
-                      "Clean first-frame latent and mask for the Sampler's image_cond input."),)
+class ImageCondition(io.ComfyNode):
+    """Image-to-video: resizes the image to cover width x height (antialiased) and centre-crops it, encodes it with the
+    Wan 2.2 VAE and gives the sampler the clean first latent frame and its mask. Connect the output to the Sampler's
+    image_cond; link width/height/frames from the Empty Latent node."""
 
-    def encode(self, vae, image, width, height, frames):
-        return (encode_condition(vae, image, width=width, height=height, frames=frames),)
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(cls, "C3MoTImageCondition", "Image Condition", CATEGORY, inputs=[
+            vae_input(),
+            io.Image.Input("image", tooltip="The first frame of the video (e.g. from LoadImage); only the first "
+                           "image of a batch is used."),
+            side_input("width", DEFAULT_WIDTH, "Video width in pixels (link it from Empty Latent's width); the "
+                       "image is resized to cover it and centre-cropped."),
+            side_input("height", DEFAULT_HEIGHT, "Video height in pixels (link it from Empty Latent's height)."),
+            frames_input(DEFAULT_FRAMES, "Video frame count, 4k+1 (link it from Empty Latent's frames).",
+                         video_only=True),
+        ], outputs=[C3MOT_IMAGE_COND.Output(display_name="image_cond", tooltip=(
+            "Clean first-frame latent and mask for the Sampler's image_cond input."))])
+
+    @classmethod
+    def execute(cls, vae, image, width, height, frames) -> io.NodeOutput:
+        return io.NodeOutput(encode_condition(vae, image, width=width, height=height, frames=frames))
 
 
 NODES = [ImageCondition]

@@ -28,8 +28,17 @@ from typing import Any
 
 import torch
 
+from ..cosmos3.defaults import checkpoint_kind_from_name
+from ..cosmos3.files.checkpoint import CheckpointInfo
+from ..cosmos3.files.safetensors import CheckpointError, read_header
+from ..cosmos3.model.loading import load_transformer
+from ..cosmos3.model.transformer import module_nbytes
+from ..cosmos3.text.tokenizer import load_text_tokenizer
+from ..cosmos3.vae.latent_stats import LatentStats
+from ..cosmos3.variants import variant_from_config
 from . import _comfy
-from .spec import C3MOT_MODEL, CATEGORY_ROOT, STRING, Combo, Node, Output
+from ._comfy import io
+from .common import AUTO, C3MOT_MODEL, CATEGORY_ROOT, check_choice, dtype_input, node_schema, resolve_dtype
 
 log = logging.getLogger("cosmos3_mot")
 
@@ -38,9 +47,6 @@ FILE_KEY = "diffusion_models"  # core key: single-file transformers (and diffuse
 FOLDER_KEYS = (*_comfy.CHECKPOINT_FOLDER_KEYS, FILE_KEY)
 TOKENIZER_FOLDER_KEYS = (_comfy.COSMOS3_FOLDER_KEY, "text_encoders")
 DEFAULT_CHECKPOINT = "cosmos3/Cosmos3-Nano"
-AUTO = "auto"
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-DTYPE_CHOICES = [AUTO, *DTYPES]
 WEIGHT_STORAGE_CHOICES = ["default", "fp8_e4m3fn"]
 TOKENIZER_SUBFOLDER = "text_tokenizer"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -64,8 +70,6 @@ _header_cache: dict[tuple[str, int, int], bool] = {}
 def is_cosmos3_file(path: str | os.PathLike) -> bool:
     """True when a safetensors file's header names Cosmos3 generation-tower tensors (cached per file
     size and modification time; unreadable or corrupt files are not Cosmos3 files)."""
-    from ..cosmos3.files.safetensors import CheckpointError, read_header
-
     path = Path(path)
     try:
         stat = path.stat()
@@ -181,15 +185,6 @@ def resolve_tokenizer(choice: str, checkpoint: Path) -> Path:
     )
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` = bf16 on CUDA, fp32 elsewhere (CPUs have no fast bf16 matmuls)."""
-    if name == AUTO:
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {name!r}")
-    return DTYPES[name]
-
-
 # ------------------------------------------------------------------------------------------------------
 # The loaded model
 
@@ -222,8 +217,6 @@ class Cosmos3Model:
         return torch.device(self.gen_patcher.load_device)
 
     def describe(self) -> str:
-        from ..cosmos3.model.transformer import module_nbytes
-
         text = _size(module_nbytes(self.transformer.text_tower))
         gen = _size(module_nbytes(self.transformer.gen_tower))
         dtype = str(self.dtype).removeprefix("torch.")
@@ -243,9 +236,6 @@ def _size(nbytes: int) -> str:
 
 def _single_file_info(path: Path):
     """A single file has no side files: only its kind can be told, from its name."""
-    from ..cosmos3.files.checkpoint import CheckpointInfo
-    from ..cosmos3.defaults import checkpoint_kind_from_name
-
     return CheckpointInfo(root=path.parent, name=path.stem, kind=checkpoint_kind_from_name(path.stem))
 
 
@@ -257,12 +247,6 @@ def load_model(
     ``weight_storage``: ``default`` keeps every weight in ``dtype``; ``fp8_e4m3fn`` stores the decoder-layer
     projections as per-tensor scaled fp8 (upcast per layer on the fly; ModelOpt fp8 checkpoints load either way).
     """
-    from ..cosmos3.files.checkpoint import CheckpointInfo
-    from ..cosmos3.vae.latent_stats import LatentStats
-    from ..cosmos3.variants import variant_from_config
-    from ..cosmos3.text.tokenizer import load_text_tokenizer
-    from ..cosmos3.model.loading import load_transformer
-
     path = Path(checkpoint)
     device, offload = _comfy.torch_device(), _comfy.unet_offload_device()
     torch_dtype = resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
@@ -273,8 +257,7 @@ def load_model(
         info = _single_file_info(path)
         stats = LatentStats.wan22()
     tokenizer_dir = resolve_tokenizer(tokenizer, path)  # before the (slow) weights: fail fast
-    if weight_storage not in WEIGHT_STORAGE_CHOICES:
-        raise ValueError(f"weight_storage must be one of {WEIGHT_STORAGE_CHOICES}, got {weight_storage!r}")
+    check_choice("weight_storage", weight_storage, WEIGHT_STORAGE_CHOICES)
     transformer = load_transformer(
         path, dtype=torch_dtype, device=offload, operations=_comfy.ops(),
         weight_storage=None if weight_storage == "default" else weight_storage,
@@ -308,42 +291,45 @@ def settle_on_device(patcher, anchors: tuple[str, ...] = ()) -> None:
 # Node
 
 
-class ModelLoader(Node):
-    NODE_ID = "C3MoTModelLoader"
-    DISPLAY_NAME = "Model Loader"
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    DESCRIPTION = (
-        "Loads a Cosmos3 transformer (text tower + generation tower) and its text tokenizer: a diffusers "
-        "checkpoint folder from models/cosmos3 (or models/diffusers, models/diffusion_models) or a single "
-        ".safetensors transformer file from models/diffusion_models. ComfyUI manages the two towers as separate "
-        "models, so the text tower can be evicted while sampling."
-    )
-    INPUTS = (
-        Combo("checkpoint", checkpoint_choices,
-              "Which Cosmos3 checkpoint: 'cosmos3/<name>' = a diffusers folder in models/cosmos3 (likewise "
-              "'diffusers/…', 'diffusion_models/…'); a .safetensors name = a single transformer file in "
-              "models/diffusion_models (needs a tokenizer, see 'tokenizer'). Only safetensors weights are loaded."),
-        Combo("dtype", DTYPE_CHOICES,
-              "Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp16 can overflow; "
-              "fp32 doubles the memory of bf16.", default=AUTO),
-        Combo("tokenizer", tokenizer_choices,
-              "Text tokenizer: 'auto' = the checkpoint folder's own text_tokenizer/ (for a single file: a "
-              "text_tokenizer/ folder next to it). Otherwise a listed folder, e.g. another checkpoint's "
-              "text_tokenizer/ of the same family (Qwen for Nano/Super, Nemotron for Edge).", default=AUTO),
-        Combo("weight_storage", WEIGHT_STORAGE_CHOICES,
-              "How the decoder-layer weights are stored: 'default' = in dtype; 'fp8_e4m3fn' = 8-bit float with a "
-              "per-tensor scale, upcast layer by layer while computing (about half the memory of bf16, small "
-              "quality cost). ModelOpt fp8 checkpoints load with either choice.", default="default", optional=True),
-    )
-    OUTPUTS = (
-        Output("model", C3MOT_MODEL, "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes."),
-        Output("info", STRING, "What was loaded: variant, checkpoint kind, dtype, memory per tower."),
-    )
+CHECKPOINT_TOOLTIP = (
+    "Which Cosmos3 checkpoint: 'cosmos3/<name>' = a diffusers folder in models/cosmos3 (likewise "
+    "'diffusers/…', 'diffusion_models/…'); a .safetensors name = a single transformer file in "
+    "models/diffusion_models (needs a tokenizer, see 'tokenizer'). Only safetensors weights are loaded."
+)
 
-    def load(self, checkpoint, dtype, tokenizer, weight_storage="default"):
+
+class ModelLoader(io.ComfyNode):
+    """Loads a Cosmos3 transformer (text tower + generation tower) and its text tokenizer: a diffusers checkpoint
+    folder from models/cosmos3 (or models/diffusers, models/diffusion_models) or a single .safetensors transformer
+    file from models/diffusion_models. ComfyUI manages the two towers as separate models, so the text tower can be
+    evicted while sampling."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(cls, "C3MoTModelLoader", "Model Loader", CATEGORY, inputs=[
+            io.Combo.Input("checkpoint", options=checkpoint_choices(), tooltip=CHECKPOINT_TOOLTIP),
+            dtype_input("Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp16 can "
+                        "overflow; fp32 doubles the memory of bf16."),
+            io.Combo.Input("tokenizer", options=tokenizer_choices(), default=AUTO, tooltip=(
+                "Text tokenizer: 'auto' = the checkpoint folder's own text_tokenizer/ (for a single file: a "
+                "text_tokenizer/ folder next to it). Otherwise a listed folder, e.g. another checkpoint's "
+                "text_tokenizer/ of the same family (Qwen for Nano/Super, Nemotron for Edge).")),
+            io.Combo.Input("weight_storage", options=WEIGHT_STORAGE_CHOICES, default="default", optional=True,
+                           tooltip=(
+                "How the decoder-layer weights are stored: 'default' = in dtype; 'fp8_e4m3fn' = 8-bit float with "
+                "a per-tensor scale, upcast layer by layer while computing (about half the memory of bf16, small "
+                "quality cost). ModelOpt fp8 checkpoints load with either choice.")),
+        ], outputs=[
+            C3MOT_MODEL.Output(display_name="model", tooltip=(
+                "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes.")),
+            io.String.Output(display_name="info", tooltip=(
+                "What was loaded: variant, checkpoint kind, dtype, memory per tower.")),
+        ])
+
+    @classmethod
+    def execute(cls, checkpoint, dtype, tokenizer, weight_storage="default") -> io.NodeOutput:
         model = load_model(resolve_checkpoint(checkpoint), dtype, tokenizer, weight_storage)
-        return (model, model.describe())
+        return io.NodeOutput(model, model.describe())
 
 
 NODES = [ModelLoader]

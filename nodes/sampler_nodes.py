@@ -17,49 +17,47 @@ import logging
 
 import torch
 
+from ..cosmos3 import geometry
+from ..cosmos3.model import attention as attention_kernels
+from ..cosmos3.runtime import compile as runtime_compile
+from ..cosmos3.runtime.offload import enable_block_swap
+from ..cosmos3.runtime.step_cache import StepCache
+from ..cosmos3.sampling import plan as plan_mod
+from ..cosmos3.sampling.conditioning import ImageCondition
+from ..cosmos3.sampling.loop import MAX_GUIDANCE, sample
+from ..cosmos3.sampling.schedulers import MAX_SHIFT, MAX_STEPS, SamplerConfigError
+from ..cosmos3.text.encoding import EncodedPrompt
 from . import _comfy
-from .model_nodes import settle_on_device
-from .spec import (
-    C3MOT_IMAGE_COND, C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, LATENT, Bool, Combo, Float, Int, Node, Output, Socket,
+from ._comfy import io
+from .common import (
+    C3MOT_IMAGE_COND, C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, MAX_SEED, check_choice, check_latents, node_schema,
 )
-from .vae_nodes import check_latents
+from .model_nodes import settle_on_device
 
 log = logging.getLogger("cosmos3_mot")
 
 CATEGORY = CATEGORY_ROOT + "/sampling"
-ATTENTION_CHOICES = ("sdpa", "flash_attn", "flash_attn3", "sage", "comfy")
-# = cosmos3.sampling.plan.SCHEDULE_CHOICES (kept literal so importing the pack never imports the sampler code)
-SCHEDULE_CHOICES = ("auto", "native", "euler", "diffusers", "checkpoint", "distilled")
-ATTENTION_PACKAGES = {
-    "flash_attn": "the 'flash-attn' package (pip install flash-attn)",
-    "flash_attn3": "FlashAttention 3 (the 'flash_attn_interface' module from flash-attention's hopper build)",
-    "sage": "the 'sageattention' package (pip install sageattention)",
-    "comfy": "ComfyUI's comfy.ldm.modules.attention (run inside ComfyUI)",
-}
-MAX_SEED = 2**64 - 1
-MAX_STEPS = 1000
-MAX_CFG = 100.0
-MAX_SHIFT = 100.0
+# The attention kernels are the library's registered backends. The menu keeps the order it was released
+# with (saved workflows store the name; new library backends are appended); "math", the library's fp32
+# reference kernel for tests, is not offered.
+_ATTENTION_MENU_ORDER = ("sdpa", "flash_attn", "flash_attn3", "sage", "comfy")
+_ATTENTION_NOT_OFFERED = ("math",)
+ATTENTION_CHOICES = tuple(sorted(
+    (name for name in attention_kernels.attention_backends() if name not in _ATTENTION_NOT_OFFERED),
+    key=lambda name: (_ATTENTION_MENU_ORDER.index(name) if name in _ATTENTION_MENU_ORDER else len(_ATTENTION_MENU_ORDER), name),
+))
+SCHEDULE_CHOICES = plan_mod.SCHEDULE_CHOICES
 GEN_ANCHORS = ("proj_in",)  # the generation tower computes where proj_in's weight is
 
 
-def _plan_module():
-    from ..cosmos3.sampling import plan as sampling_plan
-
-    return sampling_plan
-
-
 def check_attention(name: str) -> str:
-    """``name`` if its kernel can run here; else an error naming the package it needs."""
-    from ..cosmos3.model import attention
-
-    if name not in ATTENTION_CHOICES:
-        raise ValueError(f"attention must be one of {list(ATTENTION_CHOICES)}, got {name!r}")
+    """``name`` if its kernel can run here; else an error naming the package it needs (the library's
+    registered install hint)."""
+    check_choice("attention", name, ATTENTION_CHOICES)
     try:
-        return attention.check_backend(name)
-    except ValueError as exc:  # this cosmos3 build does not register the backend at all
-        need = ATTENTION_PACKAGES.get(name, "a kernel this build does not provide")
-        raise RuntimeError(f"attention backend {name!r} is not available ({exc}); it needs {need}. Use 'sdpa'.") from None
+        return attention_kernels.check_backend(name)
+    except ValueError as exc:  # AttentionBackendUnavailable: names the package and how to install it
+        raise RuntimeError(f"attention backend {name!r} is not available ({exc}). Use 'sdpa'.") from None
 
 
 def latent_geometry(samples) -> tuple[int, int, int]:
@@ -68,32 +66,27 @@ def latent_geometry(samples) -> tuple[int, int, int]:
     b, _, t, h, w = latents.shape
     if b != 1:
         raise ValueError(f"the Cosmos3 sampler generates one clip at a time: LATENT batch must be 1, got {b}")
-    return (t - 1) * 4 + 1, h * 16, w * 16
+    return (t - 1) * geometry.TEMPORAL_COMPRESSION + 1, h * geometry.SPATIAL_MULTIPLE, w * geometry.SPATIAL_MULTIPLE
 
 
 def _check_text(text):
-    from ..cosmos3.text.encoding import EncodedPrompt
-
     if not isinstance(text, EncodedPrompt):
         raise TypeError(f"text must come from the Cosmos3 MoT Text Encode node, got {type(text).__name__}")
     return text
 
 
 def _check_condition(image_cond):
-    from ..cosmos3.sampling.conditioning import ImageCondition
-
     if image_cond is not None and not isinstance(image_cond, ImageCondition):
         raise TypeError(f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(image_cond).__name__}")
     return image_cond
 
 
 MAX_STEP_CACHE = 1.0
+MAX_BLOCKS_TO_SWAP = 256
 
 
 def _speed_options(model, *, step_cache: float, step_cache_warmup: int, blocks_to_swap: int):
     """Validate the speed/VRAM options; returns the :class:`StepCache` (or ``None``)."""
-    from ..cosmos3.runtime.step_cache import StepCache
-
     layers = model.config.num_hidden_layers
     if isinstance(blocks_to_swap, bool) or not isinstance(blocks_to_swap, int) or not 0 <= blocks_to_swap <= layers:
         raise ValueError(f"blocks_to_swap must be an integer from 0 to {layers} (this model's layers), got {blocks_to_swap!r}")
@@ -105,12 +98,10 @@ def _speed_options(model, *, step_cache: float, step_cache_warmup: int, blocks_t
 
 
 def _set_compiled(transformer, enabled: bool) -> None:
-    from ..cosmos3.runtime.compile import compile_generation_layers, is_compiled, uncompile_generation_layers
-
-    if enabled and not is_compiled(transformer):
-        compile_generation_layers(transformer)
-    elif not enabled and is_compiled(transformer):
-        uncompile_generation_layers(transformer)
+    if enabled and not runtime_compile.is_compiled(transformer):
+        runtime_compile.compile_generation_layers(transformer)
+    elif not enabled and runtime_compile.is_compiled(transformer):
+        runtime_compile.uncompile_generation_layers(transformer)
 
 
 def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float = 0.0, shift: float = 0.0,
@@ -122,11 +113,6 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
     prefetched ahead) instead of loading the whole generation tower through ComfyUI.
     """
-    from ..cosmos3.runtime.offload import enable_block_swap
-    from ..cosmos3.sampling.loop import sample
-    from ..cosmos3.sampling.schedulers import SamplerConfigError
-
-    plan_mod = _plan_module()
     text = _check_text(text)
     image_cond = _check_condition(image_cond)
     frames, height, width = latent_geometry(samples)
@@ -202,73 +188,81 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     return {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
 
 
-class Sampler(Node):
-    NODE_ID = "C3MoTSampler"
-    DISPLAY_NAME = "Sampler"
-    CATEGORY = CATEGORY
-    FUNCTION = "sample"
-    DESCRIPTION = (
-        "Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached text "
-        "K/V of the Text Encode node. The size and frame count come from the input LATENT (Empty Latent); "
-        "text-to-image when frames = 1, image-to-video when image_cond is connected. 0 = auto picks the "
-        "framework defaults for the mode and checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."
-    )
-    INPUTS = (
-        Socket("model", C3MOT_MODEL, "From the Cosmos3 MoT Model Loader (the same model as the Text Encode)."),
-        Socket("text", C3MOT_TEXT, "From the Cosmos3 MoT Text Encode: holds both the positive and the negative "
-               "prompt (the negative prompt is set on the Text Encode node)."),
-        Socket("samples", LATENT, "From the Cosmos3 MoT Empty Latent: its shape sets frames and size (must match "
-               "the Text Encode's); its values are ignored."),
-        Int("seed", 0, "Noise seed (drawn on the CPU, so a seed gives the same result on any device).",
-            min=0, max=MAX_SEED, control_after_generate=True),
-        Int("steps", 0, "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for "
-            "distilled checkpoints, whose step count is fixed).", min=0, max=MAX_STEPS),
-        Float("cfg", 0.0, "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for "
-              "distilled checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast).",
-              min=0.0, max=MAX_CFG, step=0.1, round=0.01),
-        Float("shift", 0.0, "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for "
-              "Edge; images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution "
-              "video may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules.",
-              min=0.0, max=MAX_SHIFT, step=0.1, round=0.01),
-        Combo("schedule", SCHEDULE_CHOICES,
-              "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); 'native' = flow "
-              "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
-              "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
-              "'distilled' = the fixed 4-step SDE of distilled checkpoints.", default="auto"),
-        Combo("attention", ATTENTION_CHOICES,
-              "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
-              "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
-              "(pip install sageattention; int8, not bit-exact); "
-              "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).",
-              default="sdpa"),
-        Bool("cfg_interval", False, "Apply guidance only for timesteps between 400 and 1000 (an option other "
-             "runtimes use for text-to-image; the framework default is off)."),
-        Socket("image_cond", C3MOT_IMAGE_COND, "Optional, for image-to-video: from the Cosmos3 MoT Image "
-               "Condition node (its width/height/frames must match).", optional=True),
-        Bool("cfg_batch", False, "Run the positive and negative passes as one batch of two (pads the shorter "
-             "prompt and masks the padding). Same result up to rounding; faster on GPUs with spare "
-             "compute, needs more activation memory.", optional=True),
-        Float("step_cache", 0.0, "Step cache threshold (TeaCache-style): a step whose input changed less than "
-              "this (accumulated relative L1) reuses the previous generation-tower residual. 0 = off (exact). "
-              "0.05-0.2 trades quality for speed.", min=0.0, max=MAX_STEP_CACHE, step=0.01, round=0.001,
-              optional=True),
-        Int("step_cache_warmup", 3, "Leading steps that always run the full generation tower when the step "
-            "cache is on.", min=0, max=MAX_STEPS, optional=True),
-        Int("blocks_to_swap", 0, "Generation layers kept in system RAM and streamed to the GPU one layer ahead "
-            "while sampling (0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
-            "slower when PCIe cannot keep up.", min=0, max=256, optional=True),
-        Bool("compile", False, "torch.compile the generation layers (the first run compiles and is slow; needs "
-             "a working Triton/C++ toolchain).", optional=True),
-    )
-    OUTPUTS = (Output("samples", LATENT, "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."),)
+class Sampler(io.ComfyNode):
+    """Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached text K/V of the
+    Text Encode node. The size and frame count come from the input LATENT (Empty Latent); text-to-image when frames
+    = 1, image-to-video when image_cond is connected. 0 = auto picks the framework defaults for the mode and
+    checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."""
 
-    def sample(self, model, text, samples, seed, steps, cfg, shift, schedule, attention, cfg_interval,
-               image_cond=None, cfg_batch=False, step_cache=0.0, step_cache_warmup=3, blocks_to_swap=0,
-               compile=False):
-        return (run_sampler(model, text, samples, seed=seed, steps=steps, cfg=cfg, shift=shift, schedule=schedule,
-                            attention=attention, cfg_interval=cfg_interval, image_cond=image_cond,
-                            cfg_batch=cfg_batch, step_cache=step_cache, step_cache_warmup=step_cache_warmup,
-                            blocks_to_swap=blocks_to_swap, compile_layers=compile),)
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(cls, "C3MoTSampler", "Sampler", CATEGORY, inputs=[
+            C3MOT_MODEL.Input("model", tooltip="From the Cosmos3 MoT Model Loader (the same model as the Text "
+                              "Encode)."),
+            C3MOT_TEXT.Input("text", tooltip="From the Cosmos3 MoT Text Encode: holds both the positive and the "
+                             "negative prompt (the negative prompt is set on the Text Encode node)."),
+            io.Latent.Input("samples", tooltip="From the Cosmos3 MoT Empty Latent: its shape sets frames and "
+                            "size (must match the Text Encode's); its values are ignored."),
+            io.Int.Input("seed", default=0, min=0, max=MAX_SEED, step=1, control_after_generate=True, tooltip=(
+                "Noise seed (drawn on the CPU, so a seed gives the same result on any device).")),
+            io.Int.Input("steps", default=0, min=0, max=MAX_STEPS, step=1, tooltip=(
+                "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for distilled "
+                "checkpoints, whose step count is fixed).")),
+            io.Float.Input("cfg", default=0.0, min=0.0, max=MAX_GUIDANCE, step=0.1, round=0.01, tooltip=(
+                "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
+                "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast).")),
+            io.Float.Input("shift", default=0.0, min=0.0, max=MAX_SHIFT, step=0.1, round=0.01, tooltip=(
+                "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
+                "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
+                "may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules.")),
+            io.Combo.Input("schedule", options=list(SCHEDULE_CHOICES), default="auto", tooltip=(
+                "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); 'native' = flow "
+                "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
+                "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
+                "'distilled' = the fixed 4-step SDE of distilled checkpoints.")),
+            io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="sdpa", tooltip=(
+                "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
+                "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
+                "(pip install sageattention; int8, not bit-exact); "
+                "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).")),
+            io.Boolean.Input("cfg_interval", default=False, tooltip=(
+                "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
+                "text-to-image; the framework default is off).")),
+            C3MOT_IMAGE_COND.Input("image_cond", optional=True, tooltip=(
+                "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
+                "width/height/frames must match).")),
+            io.Boolean.Input("cfg_batch", default=False, optional=True, tooltip=(
+                "Run the positive and negative passes as one batch of two (pads the shorter prompt and masks "
+                "the padding). Same result up to rounding; faster on GPUs with spare compute, needs more "
+                "activation memory.")),
+            io.Float.Input("step_cache", default=0.0, min=0.0, max=MAX_STEP_CACHE, step=0.01, round=0.001,
+                           optional=True, tooltip=(
+                "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
+                "relative L1) reuses the previous generation-tower residual. 0 = off (exact). 0.05-0.2 trades "
+                "quality for speed.")),
+            io.Int.Input("step_cache_warmup", default=3, min=0, max=MAX_STEPS, step=1, optional=True, tooltip=(
+                "Leading steps that always run the full generation tower when the step cache is on.")),
+            io.Int.Input("blocks_to_swap", default=0, min=0, max=MAX_BLOCKS_TO_SWAP, step=1, optional=True,
+                         tooltip=(
+                "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
+                "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; slower when PCIe "
+                "cannot keep up.")),
+            io.Boolean.Input("compile", default=False, optional=True, tooltip=(
+                "torch.compile the generation layers (the first run compiles and is slow; needs a working "
+                "Triton/C++ toolchain).")),
+        ], outputs=[io.Latent.Output(display_name="samples", tooltip=(
+            "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."))])
+
+    @classmethod
+    def execute(cls, model, text, samples, seed, steps, cfg, shift, schedule, attention, cfg_interval,
+                image_cond=None, cfg_batch=False, step_cache=0.0, step_cache_warmup=3, blocks_to_swap=0,
+                compile=False) -> io.NodeOutput:
+        return io.NodeOutput(run_sampler(
+            model, text, samples, seed=seed, steps=steps, cfg=cfg, shift=shift, schedule=schedule,
+            attention=attention, cfg_interval=cfg_interval, image_cond=image_cond, cfg_batch=cfg_batch,
+            step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap,
+            compile_layers=compile,
+        ))
 
 
 NODES = [Sampler]

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import torch
 
+from .. import cosmos3
+from ..cosmos3 import geometry
+from ..cosmos3.vae import tiling as vae_tiling
 from . import _comfy
-from .spec import (
-    C3MOT_VAE, CATEGORY_ROOT, IMAGE, LATENT, Combo, Int, Node, Output, Socket,
-)
+from ._comfy import io
+from .common import C3MOT_VAE, CATEGORY_ROOT, check_choice, check_latents, dtype_input, node_schema, resolve_dtype
 
 CATEGORY = CATEGORY_ROOT + "/vae"
 VAE_FILE_KEY = "vae"  # core key: single files such as wan2.2_vae.safetensors
@@ -29,8 +31,6 @@ VAE_DOWNLOAD_HINT = (
     "Put ComfyUI's wan2.2_vae.safetensors (Comfy-Org/Wan_2.2_ComfyUI_Repackaged, split_files/vae/) in "
     "models/vae/, or a Cosmos3 checkpoint folder (with its vae/ subfolder) in models/cosmos3/."
 )
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-DTYPE_CHOICES = ["auto", *DTYPES]
 TILED_CHOICES = ["auto", "on", "off"]
 TILE_STEP = 16  # pixels per latent cell
 DEFAULT_TILE_SIZE = 256
@@ -38,22 +38,8 @@ DEFAULT_TILE_OVERLAP = 64
 MIN_TILE_SIZE = 32
 MAX_TILE_SIZE = 4096
 MAX_TILE_OVERLAP = 1024
-LATENT_CHANNELS = 48
 # Share of the free VAE-device memory the automatic tiling may plan for (the rest stays for weights/output)
 AUTO_TILE_MEMORY_SHARE = 0.8
-
-
-def _cosmos3():
-    """The :mod:`cosmos3` package that sits next to this pack's ``nodes`` package."""
-    from .. import cosmos3
-
-    return cosmos3
-
-
-def _sizes():
-    from ..cosmos3 import geometry as sizes
-
-    return sizes
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -114,15 +100,6 @@ def resolve_vae(choice: str) -> Path:
     )
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` = bf16 on CUDA, fp32 elsewhere (the CPU has no fast bf16 convolutions)."""
-    if name == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {name!r}")
-    return DTYPES[name]
-
-
 class Cosmos3WanVAE(torch.nn.Module):
     """Holder handed to ComfyUI's ``ModelPatcher`` (which assigns ``.device``; the VAE's own ``device`` is a
     read-only property)."""
@@ -158,7 +135,7 @@ def load_vae_handle(path: str | Path, dtype: str | torch.dtype = "auto") -> VAEH
     """Load a Wan 2.2 VAE (diffusers folder or single file) on the offload device, wrapped for ComfyUI."""
     device, offload = _comfy.vae_device(), _comfy.vae_offload_device()
     torch_dtype = resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
-    vae = _cosmos3().load_vae(path, dtype=torch_dtype, device=offload)
+    vae = cosmos3.load_vae(path, dtype=torch_dtype, device=offload)
     patcher = _comfy.model_patcher(Cosmos3WanVAE(vae), device, offload)
     return VAEHandle(patcher, torch_dtype, str(path))
 
@@ -169,13 +146,11 @@ def load_vae_handle(path: str | Path, dtype: str | torch.dtype = "auto") -> VAEH
 
 def tile_arguments(tiled: str, tile_size: int, tile_overlap: int) -> dict:
     """Keyword arguments for ``WanVAE.encode/decode`` from the node widgets; clear errors for bad values."""
-    if tiled not in TILED_CHOICES:
-        raise ValueError(f"tiled must be one of {TILED_CHOICES}, got {tiled!r}")
+    check_choice("tiled", tiled, TILED_CHOICES)
     if tiled == "off":
         return {"tiled": False}
     if tiled == "auto":
         return {"tiled": None}
-    sizes = _sizes()
     for name, value, lo, hi in (("tile_size", tile_size, MIN_TILE_SIZE, MAX_TILE_SIZE),
                                 ("tile_overlap", tile_overlap, 0, MAX_TILE_OVERLAP)):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -183,7 +158,7 @@ def tile_arguments(tiled: str, tile_size: int, tile_overlap: int) -> dict:
         if not lo <= value <= hi:
             raise ValueError(f"{name} {value} is out of range: allowed {lo} to {hi} pixels (multiples of {TILE_STEP})")
         if value % TILE_STEP:
-            below, above = sizes.nearest_valid_sizes(value) if value >= TILE_STEP else (TILE_STEP, TILE_STEP)
+            below, above = geometry.nearest_valid_sizes(value) if value >= TILE_STEP else (TILE_STEP, TILE_STEP)
             raise ValueError(
                 f"{name} {value} is not a multiple of {TILE_STEP} pixels; nearest valid values: {below} or {above}"
             )
@@ -206,8 +181,6 @@ def _auto_budget(handle: VAEHandle, kwargs: dict) -> dict:
 
 
 def _memory_required(handle: VAEHandle, kind: str, latent_h: int, latent_w: int, kwargs: dict) -> int:
-    from ..cosmos3.vae import tiling as vae_tiling
-
     if kwargs.get("tiled"):
         cells = kwargs["tile_size"] // TILE_STEP
         latent_h, latent_w = min(latent_h, cells), min(latent_w, cells)
@@ -222,25 +195,6 @@ def _progress(total: int):
         bar.update_absolute(done, steps)
 
     return report
-
-
-def check_latents(samples) -> torch.Tensor:
-    """The ``samples`` tensor of a LATENT, checked to be raw Wan 2.2 latents ``[B, 48, T, h, w]``."""
-    if isinstance(samples, dict):
-        if "samples" not in samples:
-            raise ValueError(f"LATENT has no 'samples' entry (keys: {sorted(samples)})")
-        samples = samples["samples"]
-    if not isinstance(samples, torch.Tensor) or not torch.is_floating_point(samples):
-        raise ValueError(f"LATENT samples must be a floating point tensor, got {type(samples).__name__}")
-    if samples.ndim != 5 or samples.shape[1] != LATENT_CHANNELS:
-        hint = " (a 4-D image latent from an SD/Flux-style node cannot be decoded by the Wan 2.2 VAE)" if samples.ndim == 4 else ""
-        raise ValueError(
-            f"LATENT samples must be raw Wan 2.2 latents [B, {LATENT_CHANNELS}, T, H/16, W/16], "
-            f"got shape {list(samples.shape)}{hint}"
-        )
-    if min(samples.shape) < 1:
-        raise ValueError(f"LATENT samples are empty: shape {list(samples.shape)}")
-    return samples
 
 
 def decode_latents(handle: VAEHandle, samples: torch.Tensor, *, tiled: str = "auto",
@@ -278,7 +232,6 @@ def pixels_to_images(pixels: torch.Tensor, device: torch.device) -> torch.Tensor
 
 def check_images(images) -> torch.Tensor:
     """An IMAGE batch ``[N, H, W, C]`` usable as one Cosmos3 clip: N = 1 or 4k+1, H and W multiples of 16."""
-    sizes = _sizes()
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
         shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be an IMAGE batch [N, H, W, 3], got {shape}")
@@ -286,13 +239,13 @@ def check_images(images) -> torch.Tensor:
     problems = []
     if n < 1:
         problems.append("the batch is empty")
-    elif (n - 1) % sizes.TEMPORAL_COMPRESSION:
-        lo, hi = sizes.nearest_valid_frames(n)
+    elif (n - 1) % geometry.TEMPORAL_COMPRESSION:
+        lo, hi = geometry.nearest_valid_frames(n)
         problems.append(f"{n} frames is not 4k+1 (1, 5, 9, …); nearest valid values: {lo} or {hi} — trim or pad the batch")
     for name, value in (("height", h), ("width", w)):
-        if value < sizes.SPATIAL_MULTIPLE or value % sizes.SPATIAL_MULTIPLE:
-            lo, hi = sizes.nearest_valid_sizes(max(int(value), 1))
-            problems.append(f"{name} {value} is not a multiple of {sizes.SPATIAL_MULTIPLE}; nearest valid values: {lo} or {hi}")
+        if value < geometry.SPATIAL_MULTIPLE or value % geometry.SPATIAL_MULTIPLE:
+            lo, hi = geometry.nearest_valid_sizes(max(int(value), 1))
+            problems.append(f"{name} {value} is not a multiple of {geometry.SPATIAL_MULTIPLE}; nearest valid values: {lo} or {hi}")
     if problems:
         raise ValueError("cannot encode these images: " + "; ".join(problems) + " (resize/crop the images first)")
     return images
@@ -338,78 +291,93 @@ _TILE_OVERLAP_TOOLTIP = (
 )
 
 
-def _tile_inputs():
-    return (
-        Combo("tiled", TILED_CHOICES, _TILED_TOOLTIP, default="auto"),
-        Int("tile_size", DEFAULT_TILE_SIZE, _TILE_SIZE_TOOLTIP, min=MIN_TILE_SIZE, max=MAX_TILE_SIZE, step=TILE_STEP),
-        Int("tile_overlap", DEFAULT_TILE_OVERLAP, _TILE_OVERLAP_TOOLTIP, min=0, max=MAX_TILE_OVERLAP, step=TILE_STEP),
-    )
+def _tile_inputs() -> list:
+    return [
+        io.Combo.Input("tiled", options=TILED_CHOICES, default="auto", tooltip=_TILED_TOOLTIP),
+        io.Int.Input("tile_size", default=DEFAULT_TILE_SIZE, min=MIN_TILE_SIZE, max=MAX_TILE_SIZE, step=TILE_STEP,
+                     tooltip=_TILE_SIZE_TOOLTIP),
+        io.Int.Input("tile_overlap", default=DEFAULT_TILE_OVERLAP, min=0, max=MAX_TILE_OVERLAP, step=TILE_STEP,
+                     tooltip=_TILE_OVERLAP_TOOLTIP),
+    ]
 
 
-class VAELoader(Node):
-    NODE_ID = "C3MoTVAELoader"
-    DISPLAY_NAME = "VAE Loader"
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    DESCRIPTION = (
-        "Loads the Wan 2.2 VAE used by Cosmos3: the vae/ folder of a Cosmos3 checkpoint (models/cosmos3 or "
-        "models/diffusers), a diffusers VAE folder in models/vae, or ComfyUI's single-file "
-        "wan2.2_vae.safetensors in models/vae."
-    )
-    INPUTS = (
-        Combo("vae_name", vae_choices,
-              "Which VAE: 'cosmos3/<checkpoint>/vae' = the vae/ folder of a checkpoint under models/cosmos3 "
-              "(likewise 'diffusers/…'); 'vae/<folder>' = a diffusers VAE folder in models/vae; a .safetensors "
-              "name = a single file in models/vae (e.g. wan2.2_vae.safetensors)."),
-        Combo("dtype", DTYPE_CHOICES,
-              "Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp32 is exact but "
-              "uses twice the memory of bf16/fp16.", default="auto"),
-    )
-    OUTPUTS = (Output("vae", C3MOT_VAE, "The Wan 2.2 VAE; connect it to the Cosmos3 MoT VAE Decode/Encode nodes."),)
-
-    def load(self, vae_name, dtype):
-        return (load_vae_handle(resolve_vae(vae_name), dtype),)
+DTYPE_TOOLTIP = (
+    "Weight and compute precision: 'auto' = bf16 on a CUDA GPU, fp32 on the CPU. fp32 is exact but uses twice the "
+    "memory of bf16/fp16."
+)
+VAE_NAME_TOOLTIP = (
+    "Which VAE: 'cosmos3/<checkpoint>/vae' = the vae/ folder of a checkpoint under models/cosmos3 (likewise "
+    "'diffusers/…'); 'vae/<folder>' = a diffusers VAE folder in models/vae; a .safetensors name = a single file "
+    "in models/vae (e.g. wan2.2_vae.safetensors)."
+)
 
 
-class VAEDecode(Node):
-    NODE_ID = "C3MoTVAEDecode"
-    DISPLAY_NAME = "VAE Decode"
-    CATEGORY = CATEGORY
-    FUNCTION = "decode"
-    DESCRIPTION = (
-        "Decodes raw Wan 2.2 latents (LATENT [B, 48, T, H/16, W/16]) into frames (IMAGE [B·F, H, W, 3], "
-        "F = 4(T−1)+1). One frame → SaveImage; a video → CreateVideo → SaveVideo, or SaveAnimatedWEBP."
-    )
-    INPUTS = (
-        Socket("vae", C3MOT_VAE, "From the Cosmos3 MoT VAE Loader."),
-        Socket("samples", LATENT, "Raw (un-normalized) Wan 2.2 latents, e.g. from the Cosmos3 sampler or Empty Latent."),
-        *_tile_inputs(),
-    )
-    OUTPUTS = (Output("images", IMAGE, "Decoded frames [B·F, H, W, 3], values 0..1 (one image for text-to-image)."),)
+class VAELoader(io.ComfyNode):
+    """Loads the Wan 2.2 VAE used by Cosmos3: the vae/ folder of a Cosmos3 checkpoint (models/cosmos3 or
+    models/diffusers), a diffusers VAE folder in models/vae, or ComfyUI's single-file wan2.2_vae.safetensors in
+    models/vae."""
 
-    def decode(self, vae, samples, tiled, tile_size, tile_overlap):
-        return (decode_latents(vae, check_latents(samples), tiled=tiled, tile_size=tile_size, tile_overlap=tile_overlap),)
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            cls, "C3MoTVAELoader", "VAE Loader", CATEGORY,
+            inputs=[io.Combo.Input("vae_name", options=vae_choices(), tooltip=VAE_NAME_TOOLTIP), dtype_input(DTYPE_TOOLTIP)],
+            outputs=[C3MOT_VAE.Output(display_name="vae", tooltip=(
+                "The Wan 2.2 VAE; connect it to the Cosmos3 MoT VAE Decode/Encode nodes."))],
+        )
+
+    @classmethod
+    def execute(cls, vae_name, dtype) -> io.NodeOutput:
+        return io.NodeOutput(load_vae_handle(resolve_vae(vae_name), dtype))
 
 
-class VAEEncode(Node):
-    NODE_ID = "C3MoTVAEEncode"
-    DISPLAY_NAME = "VAE Encode"
-    CATEGORY = CATEGORY
-    FUNCTION = "encode"
-    DESCRIPTION = (
-        "Encodes frames (IMAGE [N, H, W, 3], one clip: N = 1 or 4k+1, H and W multiples of 16) into raw Wan 2.2 "
-        "latents (LATENT [1, 48, (N−1)/4+1, H/16, W/16])."
-    )
-    INPUTS = (
-        Socket("vae", C3MOT_VAE, "From the Cosmos3 MoT VAE Loader."),
-        Socket("images", IMAGE, "Frames of one clip [N, H, W, 3] (N = 1 or 4k+1; H, W multiples of 16)."),
-        *_tile_inputs(),
-    )
-    OUTPUTS = (Output("samples", LATENT, "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] (float32)."),)
+def vae_input() -> io.Input:
+    """The ``vae`` socket of every node that runs the VAE."""
+    return C3MOT_VAE.Input("vae", tooltip="From the Cosmos3 MoT VAE Loader.")
 
-    def encode(self, vae, images, tiled, tile_size, tile_overlap):
+
+def _codec_schema(node_class: type, node_id: str, title: str, media: io.Input, output: io.Output) -> io.Schema:
+    """VAE Decode / VAE Encode: the VAE, what to convert and the tiling widgets -> the converted media."""
+    return node_schema(node_class, node_id, title, CATEGORY, inputs=[vae_input(), media, *_tile_inputs()],
+                       outputs=[output])
+
+
+class VAEDecode(io.ComfyNode):
+    """Decodes raw Wan 2.2 latents (LATENT [B, 48, T, H/16, W/16]) into frames (IMAGE [B·F, H, W, 3], F = 4(T−1)+1).
+    One frame → SaveImage; a video → CreateVideo → SaveVideo, or SaveAnimatedWEBP."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return _codec_schema(
+            cls, "C3MoTVAEDecode", "VAE Decode",
+            io.Latent.Input("samples", tooltip="Raw (un-normalized) Wan 2.2 latents, e.g. from the Cosmos3 sampler or "
+                            "Empty Latent."),
+            io.Image.Output(display_name="images", tooltip="Decoded frames [B·F, H, W, 3], values 0..1 (one image for "
+                            "text-to-image)."),
+        )
+
+    @classmethod
+    def execute(cls, vae, samples, tiled, tile_size, tile_overlap) -> io.NodeOutput:
+        return io.NodeOutput(decode_latents(vae, check_latents(samples), tiled=tiled, tile_size=tile_size,
+                                            tile_overlap=tile_overlap))
+
+
+class VAEEncode(io.ComfyNode):
+    """Encodes frames (IMAGE [N, H, W, 3], one clip: N = 1 or 4k+1, H and W multiples of 16) into raw Wan 2.2 latents
+    (LATENT [1, 48, (N−1)/4+1, H/16, W/16])."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return _codec_schema(
+            cls, "C3MoTVAEEncode", "VAE Encode",
+            io.Image.Input("images", tooltip="Frames of one clip [N, H, W, 3] (N = 1 or 4k+1; H, W multiples of 16)."),
+            io.Latent.Output(display_name="samples", tooltip="Raw Wan 2.2 latents [1, 48, T, H/16, W/16] (float32)."),
+        )
+
+    @classmethod
+    def execute(cls, vae, images, tiled, tile_size, tile_overlap) -> io.NodeOutput:
         raw = encode_images(vae, images, tiled=tiled, tile_size=tile_size, tile_overlap=tile_overlap)
-        return ({"samples": raw},)
+        return io.NodeOutput({"samples": raw})
 
 
 NODES = [VAELoader, VAEDecode, VAEEncode]

@@ -3,17 +3,20 @@
 ``conftest.py`` registers this module as a plugin, so a test module just asks for the fixtures::
 
     def test_something(comfy_pack, comfy_stub):
-        node = comfy_pack.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]()
+        node = comfy_pack.nodes.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]  # an io.ComfyNode class
+        latent, width, height, frames = node.execute("custom", 64, 32, 9)  # an io.NodeOutput
         ...
         assert comfy_stub.progress_calls
 
 ``comfy_stub`` (function scope) installs the stub modules (``folder_paths``, ``comfy.*``,
-``latent_preview``) in ``sys.modules`` with the stub folder first on ``sys.path``, resets all their state,
+``latent_preview``, ``comfy_api.latest``) in ``sys.modules`` with the stub folder first on ``sys.path``,
+resets all their state,
 roots ``folder_paths`` at a fresh ``tmp_path/comfyui`` (``models/``, ``input/``, ``output/``, ``temp/``)
 and removes everything again afterwards, restoring whatever was there before (other tests expect no
 ComfyUI). ``comfy_pack`` imports the pack folder the way ComfyUI does (``support.load_pack_as_comfyui``,
 once per session under its own module name; our ComfyUI accesses are lazy, so the per-test stub state
-is what the nodes see).
+is what the nodes see). ``comfy_api_only()`` / ``load_pack_with_v3_api()`` provide just the V3 node API,
+which the pack needs to import at all (its node classes derive from ``io.ComfyNode``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ STUB_MODULES = (
     "comfy.ops",
     "folder_paths",
     "latent_preview",
+    "comfy_api",
+    "comfy_api.latest",
+    "comfy_api.latest._io",
 )
 PACK_MODULE_NAME = "c3mot_pack_under_comfy_stub"
 
@@ -46,7 +52,7 @@ _pack: ModuleType | None = None
 
 
 def _is_comfy_name(name: str) -> bool:
-    return name in ("comfy", "folder_paths", "latent_preview") or name.startswith("comfy.")
+    return name in ("comfy", "folder_paths", "latent_preview", "comfy_api") or name.startswith(("comfy.", "comfy_api."))
 
 
 def _stub_modules() -> dict[str, ModuleType]:
@@ -83,6 +89,7 @@ class ComfyStub:
         self.latent_preview = modules["latent_preview"]
         self.ops = modules["comfy.ops"]
         self.cli_args = modules["comfy.cli_args"]
+        self.io = modules["comfy_api.latest._io"]
         self.args = self.cli_args.args
         self.base_dir = base_dir
         self.hook_calls: list[dict] = []
@@ -183,6 +190,28 @@ def install_comfy_stub(base_dir: Path):
         sys.modules.update(saved)
 
 
+@contextlib.contextmanager
+def comfy_api_only():
+    """Only the ``comfy_api`` stand-in (the V3 node API the pack needs to import), no other ComfyUI module:
+    for loading the pack the way a ComfyUI without our other services would, e.g. to test the fallbacks."""
+    modules = {n: m for n, m in _stub_modules().items() if n.split(".")[0] == "comfy_api"}
+    saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] == "comfy_api"}
+    sys.modules.update(modules)
+    try:
+        yield modules["comfy_api.latest"]
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] == "comfy_api"]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def load_pack_with_v3_api(module_name: str) -> ModuleType:
+    """The pack imported as ComfyUI does, with only the ``comfy_api`` stand-in present (enough to inspect the
+    node classes; runtime services then use their fallbacks)."""
+    with comfy_api_only():
+        return load_pack_as_comfyui(REPO_ROOT, module_name)
+
+
 def pack_under_stub() -> ModuleType:
     """The pack imported like ComfyUI does (once per session); call with the stub installed."""
     global _pack
@@ -202,4 +231,4 @@ def comfy_pack(comfy_stub):
     return pack_under_stub()
 
 
-__all__ = ["comfy_stub", "comfy_pack", "install_comfy_stub", "pack_under_stub", "ComfyStub", "STUB_DIR"]
+__all__ = ["comfy_stub", "comfy_pack", "install_comfy_stub", "comfy_api_only", "load_pack_with_v3_api", "pack_under_stub", "ComfyStub", "STUB_DIR"]

@@ -29,7 +29,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: tests/ holds the helpers
 
 import workflow_check as wc  # noqa: E402
-from support import REPO_ROOT, load_pack_as_comfyui  # noqa: E402
+from comfy_fixtures import load_pack_with_v3_api  # noqa: E402
+from support import REPO_ROOT  # noqa: E402
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
@@ -85,9 +86,9 @@ CORE_TITLES = {"MarkdownNote": "Note", "LoadImage": "Load Image", "SaveImage": "
 
 
 def _specs_and_names():
-    pack = load_pack_as_comfyui(REPO_ROOT, "c3mot_pack_for_workflow_generator")
-    _titles.update(pack.NODE_DISPLAY_NAME_MAPPINGS)
-    return wc.node_specs(pack.NODE_CLASS_MAPPINGS), wc.output_names_of(pack.NODE_CLASS_MAPPINGS)
+    pack = load_pack_with_v3_api("c3mot_pack_for_workflow_generator")
+    _titles.update(pack.nodes.NODE_DISPLAY_NAME_MAPPINGS)
+    return wc.node_specs(pack.nodes.NODE_CLASS_MAPPINGS), wc.output_names_of(pack.nodes.NODE_CLASS_MAPPINGS)
 
 
 _titles: dict[str, str] = dict(CORE_TITLES)

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from comfy_fixtures import comfy_api_only
 from support import REPO_ROOT, load_pack_as_comfyui
 
 
@@ -79,7 +80,8 @@ def test_patchers_devices_previews(acc, comfy_stub):
 def test_without_comfyui(monkeypatch):
     for name in [n for n in sys.modules if n in ("folder_paths", "latent_preview") or n.split(".")[0] == "comfy"]:
         monkeypatch.delitem(sys.modules, name)
-    pack = load_pack_as_comfyui(REPO_ROOT, "c3mot_pack_without_comfyui")
+    with comfy_api_only():  # the V3 node API only: no folder_paths, comfy.*, latent_preview
+        pack = load_pack_as_comfyui(REPO_ROOT, "c3mot_pack_without_comfyui")
     acc = sys.modules[pack.__name__ + ".nodes._comfy"]
     assert not acc.available()
     assert acc.checkpoint_folders() == {} and acc.list_model_files("vae") == []

@@ -353,3 +353,104 @@ def test_stub_matches_real_comfyui(tmp_path):
     assert stub.returncode == 0, stub.stderr[-3000:]
     stub_out = json.loads(stub.stdout.split("RESULT", 1)[1])
     assert stub_out == real_out
+
+
+# ------------------------------------------------------------------------------------------------------
+# the V3 node API (comfy_api.latest): stand-in vs the real module (opt-in)
+
+# Runs under the real ComfyUI (PYTHONPATH = the checkout) and under the stand-in (PYTHONPATH = the stub):
+# prints what a V3 node author and ComfyUI's loader/server/executor see of the names the stand-in defines,
+# and of our pack's nodes.
+_V3_SCENARIO = textwrap.dedent(
+    """
+    import asyncio, dataclasses, enum, inspect, json, sys
+    from pathlib import Path
+    repo, stub_io = Path(sys.argv[1]), Path(sys.argv[2])
+    sys.path.insert(0, str(repo / "tests"))
+    import object_info as oi
+    from support import load_pack_as_comfyui
+    from comfy_api.latest import ComfyExtension, io
+
+    def params(fn):
+        return [[p.name, p.kind.name, repr(p.default)] for p in inspect.signature(fn).parameters.values()]
+
+    # the names our stand-in defines (read from its source, so the real module must have every one)
+    names = {}
+    exec(compile(stub_io.read_text(), str(stub_io), "exec"), names)
+    out = {"missing": [], "api": {}, "nodes": {}}
+    for name in names["__all__"]:
+        if not hasattr(io, name):
+            out["missing"].append(name)
+            continue
+        obj = getattr(io, name)
+        entry = {}
+        if dataclasses.is_dataclass(obj):
+            entry["fields"] = [[f.name, "<required>" if f.default is dataclasses.MISSING else repr(f.default)]
+                               for f in dataclasses.fields(obj)]
+        elif isinstance(obj, type) and issubclass(obj, enum.Enum):
+            entry["members"] = {m.name: m.value for m in obj}
+        elif isinstance(obj, type):
+            entry["init"] = params(obj.__init__)
+            for part in ("Input", "Output"):
+                if isinstance(getattr(obj, part, None), type):
+                    entry[part] = params(getattr(obj, part).__init__)
+            if isinstance(getattr(obj, "io_type", None), str):
+                entry["io_type"] = str(obj.io_type)
+        else:
+            entry["call"] = params(obj)
+        out["api"][name] = entry
+    out["ComfyExtension"] = [callable(getattr(ComfyExtension, "get_node_list", None)),
+                             inspect.iscoroutinefunction(ComfyExtension.get_node_list)]
+    out["custom"] = [io.Custom("C3MOT_X").io_type, io.Custom("C3MOT_X").Input("a").get_io_type()]
+
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported (the node run asks for devices)
+    pack = load_pack_as_comfyui(repo, "c3mot_pack_v3_scenario")
+    ext = pack.comfy_entrypoint()
+    out["extension"] = [isinstance(ext, ComfyExtension), [c.GET_SCHEMA().node_id for c in asyncio.run(ext.get_node_list())]]
+    for node_id, cls in pack.nodes.NODE_CLASS_MAPPINGS.items():
+        info = oi.canonical(cls.GET_NODE_INFO_V1(), dynamic=True)
+        v1 = {attr: getattr(cls, attr) for attr in ("RETURN_TYPES", "RETURN_NAMES", "OUTPUT_TOOLTIPS", "OUTPUT_IS_LIST",
+              "OUTPUT_NODE", "CATEGORY", "DESCRIPTION", "FUNCTION", "INPUT_IS_LIST", "NOT_IDEMPOTENT")}
+        v1 = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in v1.items()}
+        types = oi.canonical({"input": cls.INPUT_TYPES()}, dynamic=True)["input"]
+        out["nodes"][node_id] = {"info": info, "v1": v1, "input_types": types}
+    latent = pack.nodes.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]
+    clone = latent.PREPARE_CLASS_CLONE({"UNIQUE_ID": "5"})
+    result = getattr(clone, latent.FUNCTION)(preset="custom", width=64, height=32, frames=9)
+    out["run"] = [type(result).__name__, list(result.args[0]["samples"].shape), list(result.args[1:]), clone.hidden.unique_id,
+                  latent.hidden is None]
+    print("RESULT" + json.dumps(out, default=str))
+    """
+)
+
+
+@pytest.mark.comfyui
+def test_v3_api_stub_matches_real_comfyui(tmp_path):
+    """Same class names, constructor parameters, dataclass fields and enum members for everything the
+    stand-in defines; and our nodes give identical V1 info, V1 attributes and execution under both."""
+    comfy_dir = os.environ.get("COMFYUI_DIR")
+    if not comfy_dir:
+        pytest.skip("set COMFYUI_DIR to a ComfyUI checkout to compare the stub with it")
+    script = tmp_path / "v3_scenario.py"
+    script.write_text(_V3_SCENARIO)
+    repo = Path(__file__).resolve().parent.parent
+    args = [str(script), str(repo), str(STUB_DIR / "comfy_api" / "latest" / "_io.py")]
+    results = {}
+    for label, python, path, cwd in (("real", _comfyui_python(Path(comfy_dir)), comfy_dir, comfy_dir),
+                                     ("stub", sys.executable, str(STUB_DIR), str(tmp_path))):
+        run = subprocess.run([python, *args], capture_output=True, text=True, cwd=cwd,
+                             env=dict(os.environ, PYTHONPATH=path), timeout=600)
+        assert run.returncode == 0, f"{label}: {run.stderr[-3000:]}"
+        results[label] = json.loads(run.stdout.split("RESULT", 1)[1])
+    real, stub = results["real"], results["stub"]
+    assert real["missing"] == [], real["missing"]
+    assert stub["nodes"] and stub["run"][0] == "NodeOutput"
+    problems = []
+    for key in ("api", "ComfyExtension", "custom", "extension", "nodes", "run"):
+        if isinstance(real[key], dict):
+            problems += [f"{key}/{name}: stub {stub[key].get(name)} != real {real[key][name]}"
+                         for name in real[key] if stub[key].get(name) != real[key][name]]
+        elif stub[key] != real[key]:
+            problems.append(f"{key}: stub {stub[key]} != real {real[key]}")
+    assert not problems, "\n".join(problems)

@@ -9,7 +9,8 @@ when it exists, else ``python``); it needs ComfyUI's requirements plus this pack
 
 What it checks: the server starts with the pack symlinked into a custom-node folder and tiny fixture
 weights (:mod:`tiny_models`) mounted through ``--extra-model-paths-config``; the log has no
-``IMPORT FAILED`` for the pack; ``/object_info`` lists every node id of ours and the core nodes frozen
+``IMPORT FAILED`` for the pack; ``/object_info`` lists every node id of ours, exactly as the V1 classes
+declared them (``tests/fixtures/object_info_v1.json``), and the core nodes frozen
 in :mod:`workflow_check` match the server's declarations; every API workflow in ``workflows/api/*.json``
 (plus built-in smoke workflows for the VAE / latent nodes, plus ``*.json`` in the folders named by
 ``C3MOT_API_WORKFLOWS``) is rewritten to the fixture names, queued on
@@ -22,8 +23,10 @@ import json
 import os
 from pathlib import Path
 
+import object_info as oi
 import pytest
 import workflow_check as wc
+from comfy_fixtures import comfy_api_only
 from comfyui_server import ComfyServer, file_kind, output_files, prepare_workspace
 from support import REPO_ROOT, load_pack_as_comfyui
 
@@ -41,7 +44,8 @@ def _skip_without_comfyui():
 
 @pytest.fixture(scope="module")
 def pack():
-    return load_pack_as_comfyui(REPO_ROOT, "c3mot_pack_for_server_tests")
+    with comfy_api_only():
+        return load_pack_as_comfyui(REPO_ROOT, "c3mot_pack_for_server_tests")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +66,8 @@ def server(tmp_path_factory):
 
 def builtin_workflow(name: str, pack) -> dict:
     """Small API workflows over the VAE / latent nodes and the core save nodes."""
-    specs = wc.node_specs(pack.NODE_CLASS_MAPPINGS)
-    g = wc.GraphBuilder(specs, wc.output_names_of(pack.NODE_CLASS_MAPPINGS))
+    specs = wc.node_specs(pack.nodes.NODE_CLASS_MAPPINGS)
+    g = wc.GraphBuilder(specs, wc.output_names_of(pack.nodes.NODE_CLASS_MAPPINGS))
     vae = g.add("C3MoTVAELoader", vae_name="wan2.2_vae.safetensors", dtype="auto")
     if name == "smoke_t2i_decode":
         lat = g.add("C3MoTEmptyLatent", preset="custom", width=48, height=32, frames=1)
@@ -103,15 +107,29 @@ def test_pack_imports_and_registers(server, pack):
     failed = [line for line in log.splitlines() if "IMPORT FAILED" in line]
     assert not [line for line in failed if "cosmos3-mot" in line], "\n".join(failed) + "\n" + server.log_tail()
     info = server.object_info()
-    missing = sorted(set(pack.NODE_CLASS_MAPPINGS) - set(info))
+    missing = sorted(set(pack.nodes.NODE_CLASS_MAPPINGS) - set(info))
     assert not missing, f"not in /object_info: {missing}"
-    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+    for node_id, cls in pack.nodes.NODE_CLASS_MAPPINGS.items():
         declared = cls.INPUT_TYPES()
         served = info[node_id]
         for section in ("required", "optional"):
             assert list(served["input"].get(section, {})) == list(declared.get(section, {})), (node_id, section)
         assert list(served["output"]) == list(cls.RETURN_TYPES), node_id
-        assert served["display_name"] == pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]
+        assert served["display_name"] == pack.nodes.NODE_DISPLAY_NAME_MAPPINGS[node_id]
+
+
+def test_object_info_matches_the_v1_snapshot(server):
+    """What the server serves for our (V3) nodes equals the V1 classes' /object_info (tests/fixtures), up to
+    V1/V3 spelling; choices of the file-listing combos differ only because the server has fixture models."""
+    info = server.object_info()
+    snapshot = json.loads(oi.SNAPSHOT.read_text())["nodes"]
+    problems = []
+    for node_id, expected in snapshot.items():
+        if node_id not in info:
+            problems.append(f"{node_id}: not served")
+            continue
+        problems += oi.differences(oi.canonical(expected, dynamic=True), oi.canonical(info[node_id], dynamic=True), node_id)
+    assert not problems, "\n".join(problems)
 
 
 def _served_inputs(entry: dict) -> list[tuple[str, str, tuple | None, dict]]:
@@ -132,7 +150,7 @@ def _served_inputs(entry: dict) -> list[tuple[str, str, tuple | None, dict]]:
 
 def test_frozen_core_nodes_match_the_server(server, pack):
     info = server.object_info()
-    specs = wc.node_specs(pack.NODE_CLASS_MAPPINGS)
+    specs = wc.node_specs(pack.nodes.NODE_CLASS_MAPPINGS)
     problems = []
     for name in wc.CORE_NODES:
         if name not in info:
@@ -166,7 +184,7 @@ def test_workflow_runs_on_the_server(server, pack, workflow):
         api = builtin_workflow(workflow, pack)
     else:
         api = json.loads(next(p for p in _shipped() if p.name == workflow).read_text())
-        wc.check_api_workflow(api, wc.node_specs(pack.NODE_CLASS_MAPPINGS), name=workflow)
+        wc.check_api_workflow(api, wc.node_specs(pack.nodes.NODE_CLASS_MAPPINGS), name=workflow)
     api = rewrite_names(api, server.fixtures.names)
     prompt_id = server.queue(api)
     entry = server.wait(prompt_id, timeout=600)

@@ -48,21 +48,21 @@ def installed(comfy_stub):
 
 @pytest.fixture
 def model(m, installed):
-    return m.model.ModelLoader().load(CHECKPOINT_CHOICE, "auto", "auto")[0]
+    return m.model.ModelLoader.execute(CHECKPOINT_CHOICE, "auto", "auto")[0]
 
 
 def encode(m, model, frames=F, width=W, height=H, fps=24.0, negative=NEGATIVE, style="framework"):
-    return m.text.TextEncode().encode(model, PROMPT, negative, style, "auto", width, height, frames, fps)[0]
+    return m.text.TextEncode.execute(model, PROMPT, negative, style, "auto", width, height, frames, fps)[0]
 
 
 def empty(m, frames=F, width=W, height=H):
-    return m.latent.EmptyLatent().make("custom", width, height, frames)[0]
+    return m.latent.EmptyLatent.execute("custom", width, height, frames)[0]
 
 
 def run_sampler(m, model, text, latent, **kw):
     args = dict(seed=7, steps=3, cfg=6.0, shift=10.0, schedule="native", attention="sdpa", cfg_interval=False)
     args.update(kw)
-    return m.sampler.Sampler().sample(model, text, latent, **args)[0]
+    return m.sampler.Sampler.execute(model, text, latent, **args)[0]
 
 
 def write_single_file(path):
@@ -97,10 +97,10 @@ def our_updates(stub):
 
 
 def test_loader_without_checkpoints_names_the_folder(m, comfy_stub):
-    choices = m.model.ModelLoader.INPUT_TYPES()["required"]["checkpoint"][0]
+    choices = m.model.ModelLoader.INPUT_TYPES()["required"]["checkpoint"][1]["options"]
     assert choices == ["cosmos3/Cosmos3-Nano"]
     with pytest.raises(FileNotFoundError, match=r"models/cosmos3/<name>"):
-        m.model.ModelLoader().load("cosmos3/Cosmos3-Nano", "auto", "auto")
+        m.model.ModelLoader.execute("cosmos3/Cosmos3-Nano", "auto", "auto")
 
 
 def test_loader_lists_folders_single_files_and_tokenizers(m, installed, comfy_stub):
@@ -111,14 +111,14 @@ def test_loader_lists_folders_single_files_and_tokenizers(m, installed, comfy_st
     (models / "diffusion_models" / "old.ckpt").write_bytes(b"pickle")
     shutil.copytree(demo_checkpoint() / "text_tokenizer", models / "text_encoders" / "cosmos3_tok")
     required = m.model.ModelLoader.INPUT_TYPES()["required"]
-    assert required["checkpoint"][0] == [
+    assert required["checkpoint"][1]["options"] == [
         "cosmos3/Cosmos3-Nano", "diffusion_models/Nano-As-Diffusers", "c3_single.safetensors",
     ]
-    assert required["tokenizer"][0] == [
+    assert required["tokenizer"][1]["options"] == [
         "auto", "cosmos3/Cosmos3-Nano/text_tokenizer", "diffusion_models/Nano-As-Diffusers/text_tokenizer",
         "text_encoders/cosmos3_tok",
     ]
-    assert required["dtype"][0] == ["auto", "bf16", "fp16", "fp32"]
+    assert required["dtype"][1]["options"] == ["auto", "bf16", "fp16", "fp32"]
 
 
 def test_loader_gives_one_patcher_per_tower(m, model, comfy_stub):
@@ -132,24 +132,24 @@ def test_loader_gives_one_patcher_per_tower(m, model, comfy_stub):
     assert model.latent_stats.source.endswith("vae/config.json")
     assert model.variant.value == "custom" and model.info.kind.value == "base"
     assert not comfy_stub.load_calls  # nothing is moved to the device until a node needs it
-    info = m.model.ModelLoader().load(CHECKPOINT_CHOICE, "bf16", "auto")
+    info = m.model.ModelLoader.execute(CHECKPOINT_CHOICE, "bf16", "auto")
     assert info[0].dtype == torch.bfloat16 and "text tower" in info[1] and "bfloat16" in info[1]
 
 
 def test_single_file_needs_a_tokenizer(m, installed, comfy_stub):
     folder = installed / "diffusion_models"
     write_single_file(folder / "c3.safetensors")
-    loader = m.model.ModelLoader()
+    loader = m.model.ModelLoader
     with pytest.raises(FileNotFoundError, match=r"no tokenizer.*text_tokenizer"):
-        loader.load("c3.safetensors", "auto", "auto")
-    model = loader.load("c3.safetensors", "auto", "cosmos3/Cosmos3-Nano/text_tokenizer")[0]
+        loader.execute("c3.safetensors", "auto", "auto")
+    model = loader.execute("c3.safetensors", "auto", "cosmos3/Cosmos3-Nano/text_tokenizer")[0]
     assert model.latent_stats.source == "Wan 2.2 defaults" and model.info.name == "c3"
     assert model.config.head_dim == 128 and model.config.num_attention_heads == 2
     run_sampler(m, model, encode(m, model, frames=1), empty(m, frames=1), steps=1)  # it generates
     shutil.copytree(demo_checkpoint() / "text_tokenizer", folder / "text_tokenizer")
-    assert loader.load("c3.safetensors", "fp32", "auto")[0].tokenizer is not None
+    assert loader.execute("c3.safetensors", "fp32", "auto")[0].tokenizer is not None
     with pytest.raises(FileNotFoundError, match="not found"):
-        loader.load("c3.safetensors", "auto", "elsewhere/tok")
+        loader.execute("c3.safetensors", "auto", "elsewhere/tok")
 
 
 def test_settle_on_device_moves_what_comfyui_cannot_cast(m, comfy_stub):
@@ -175,19 +175,19 @@ def test_settle_on_device_moves_what_comfyui_cannot_cast(m, comfy_stub):
 
 
 def test_text_encode_loads_only_the_text_tower(m, model, comfy_stub):
-    node = m.text.TextEncode()
-    text, fps = node.encode(model, PROMPT, "", "framework", "auto", W, H, F, 16.0)
+    node = m.text.TextEncode
+    text, fps = node.execute(model, PROMPT, "", "framework", "auto", W, H, F, 16.0)
     g = text.geometry  # the pack's own copy of cosmos3: compare values, not classes
     assert fps == 16.0 and (g.frames, g.height, g.width, g.fps) == (F, H, W, 16.0)
     assert [c["models"] for c in comfy_stub.load_calls] == [[model.text_patcher]]
     assert text.cond.keys[0].device.type == "cpu" and text.uncond is not None
     assert "subjects" in text.uncond_text  # empty negative -> the default structured video negative
     assert text.system_prompt is None  # framework style, auto
-    image = node.encode(model, PROMPT, "", "diffusers", "auto", W, H, 1, 24.0)[0]
+    image = node.execute(model, PROMPT, "", "diffusers", "auto", W, H, 1, 24.0)[0]
     assert (
         image.mode == "image" and "image" in image.cond_text and image.system_prompt is None
     )  # demo: no system prompt
-    on = node.encode(model, PROMPT, "blurry", "diffusers", "on", W, H, 1, 24.0)[0]
+    on = node.execute(model, PROMPT, "blurry", "diffusers", "on", W, H, 1, 24.0)[0]
     assert on.system_prompt and "blurry" in on.uncond_text
 
 
@@ -197,7 +197,7 @@ def test_text_encode_rejects_bad_sizes(m, model):
     with pytest.raises(ValueError, match="4k\\+1"):
         encode(m, model, frames=6)
     with pytest.raises(ValueError, match="prompt_style"):
-        m.text.TextEncode().encode(model, PROMPT, "", "other", "auto", W, H, F, 24.0)
+        m.text.TextEncode.execute(model, PROMPT, "", "other", "auto", W, H, F, 24.0)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -281,8 +281,8 @@ def test_sampler_output_decodes_to_the_pipeline_result(m, model, comfy_stub):
 
     text = encode(m, model, frames=5)
     latent = run_sampler(m, model, text, empty(m, frames=5), seed=11, steps=3, cfg=6.0, shift=10.0, schedule="native")
-    vae = m.vae.VAELoader().load(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
-    frames = m.vae.VAEDecode().decode(vae, latent, "off", 256, 64)[0]
+    vae = m.vae.VAELoader.execute(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
+    frames = m.vae.VAEDecode.execute(vae, latent, "off", 256, 64)[0]
     pipe = Cosmos3Pipeline.from_pretrained(demo_checkpoint(), dtype=torch.float32)
     normalised = pipe.generate(PROMPT, None, num_frames=5, height=H, width=W, fps=24.0, steps=3, guidance_scale=6.0,
                                seed=11, schedule="native", shift=10.0, return_latents=True)
@@ -301,16 +301,16 @@ def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, in
     from cosmos3.sampling.conditioning import encode_image_condition
     from cosmos3.vae.loading import load_vae
 
-    vae = m.vae.VAELoader().load(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
+    vae = m.vae.VAELoader.execute(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
     picture = torch.rand(2, 40, 56, 3, generator=torch.Generator().manual_seed(1))
-    cond = m.cond.ImageCondition().encode(vae, picture, W, H, F)[0]
+    cond = m.cond.ImageCondition.execute(vae, picture, W, H, F)[0]
     reference = encode_image_condition(load_vae(demo_checkpoint() / "vae", dtype=torch.float32), picture[0],
                                        Geometry(F, H, W))
     assert cond.frames == (0,) and torch.equal(cond.latent, reference.latent)
     load = comfy_stub.load_calls[-1]
     assert load["models"] == [vae.patcher] and load["force_full_load"] and load["memory_required"] > 0
     with pytest.raises(ValueError, match="needs a video"):
-        m.cond.ImageCondition().encode(vae, picture, W, H, 1)
+        m.cond.ImageCondition.execute(vae, picture, W, H, 1)
 
     text = encode(m, model)
     out = run_sampler(m, model, text, empty(m), image_cond=cond, steps=2)
@@ -373,7 +373,7 @@ def test_compile_option_compiles_and_uncompiles(m, model, monkeypatch):
 
 
 def test_loader_fp8_weight_storage(m, installed):
-    model = m.model.ModelLoader().load(CHECKPOINT_CHOICE, "fp32", "auto", "fp8_e4m3fn")[0]
+    model = m.model.ModelLoader.execute(CHECKPOINT_CHOICE, "fp32", "auto", "fp8_e4m3fn")[0]
     stored = {p.dtype for p in model.transformer.gen_tower.layers.parameters()}
     assert torch.float8_e4m3fn in stored
     text = encode(m, model)

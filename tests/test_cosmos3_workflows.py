@@ -69,7 +69,7 @@ def test_ui_workflow_wiring(name):
 def test_api_workflow_runs_on_the_tiny_fixtures(name, comfy_pack, comfy_stub):
     fixtures = install_fixtures(comfy_stub.models_dir, comfy_stub.input_dir)
     api = rewrite_names(wc.load_json(make_workflows.API_DIR / f"{name}.json"), fixtures.names)
-    result = wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
+    result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
     kinds = [n["class_type"] for n in (api[i] for i in result.order)]
     assert kinds.index("C3MoTGuardrailPromptCheck") < kinds.index("C3MoTTextEncode") < kinds.index("C3MoTSampler")
     assert kinds.index("C3MoTVAEDecode") < kinds.index("C3MoTGuardrailFrameCheck")

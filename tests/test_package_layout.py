@@ -1,12 +1,15 @@
-"""The pack loads like a ComfyUI custom-node folder under any name; the libraries import without ComfyUI."""
+"""The pack loads like a ComfyUI custom-node folder under any name (with only ComfyUI's V3 API present); the
+libraries import without ComfyUI."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
 import textwrap
 
+from comfy_fixtures import comfy_api_only
 from support import REPO_ROOT, load_pack_as_comfyui
 
 
@@ -19,13 +22,22 @@ def test_pack_loads_under_any_folder_name(tmp_path):
             shutil.copytree(src, target / entry, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, target / entry)
-    pack = load_pack_as_comfyui(target)
-    from_repo = load_pack_as_comfyui(REPO_ROOT, "pack_under_other_name")
-    assert set(pack.NODE_CLASS_MAPPINGS) == set(from_repo.NODE_CLASS_MAPPINGS)
-    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+    with comfy_api_only() as api:
+        pack = load_pack_as_comfyui(target)
+        from_repo = load_pack_as_comfyui(REPO_ROOT, "pack_under_other_name")
+    assert set(pack.nodes.NODE_CLASS_MAPPINGS) == set(from_repo.nodes.NODE_CLASS_MAPPINGS)
+    extension = pack.comfy_entrypoint()
+    assert isinstance(extension, api.ComfyExtension)
+    listed = asyncio.run(extension.get_node_list())
+    assert listed == list(pack.nodes.NODE_CLASS_MAPPINGS.values())
+    for node_id, cls in pack.nodes.NODE_CLASS_MAPPINGS.items():
         assert node_id.startswith("C3MoT"), node_id
-        assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
+        assert issubclass(cls, api.io.ComfyNode) and cls.GET_SCHEMA().node_id == node_id
+        assert pack.nodes.NODE_DISPLAY_NAME_MAPPINGS[node_id] == cls.GET_SCHEMA().display_name
         assert isinstance(cls.INPUT_TYPES(), dict)
+    # ComfyUI 0.3.64 registers a pack the V1 way when its root exports NODE_CLASS_MAPPINGS and then never
+    # calls comfy_entrypoint: the root exports only the entry point.
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS") and pack.__all__ == ["comfy_entrypoint"]
 
 
 def test_libraries_never_import_comfyui():

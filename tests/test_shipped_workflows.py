@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 import workflow_check as wc
-from support import REPO_ROOT, load_pack_as_comfyui
+from comfy_fixtures import load_pack_with_v3_api
+from support import REPO_ROOT
 
 ROOTS = ("workflows", "example_workflows")
 UI_FILES = sorted(p for root in ROOTS for p in (REPO_ROOT / root).glob("*.json"))
@@ -17,8 +18,8 @@ UI_FILES = sorted(p for root in ROOTS for p in (REPO_ROOT / root).glob("*.json")
 
 @pytest.fixture(scope="module")
 def specs():
-    pack = load_pack_as_comfyui(REPO_ROOT, "c3mot_pack_for_shipped_workflows")
-    return wc.node_specs(pack.NODE_CLASS_MAPPINGS)
+    pack = load_pack_with_v3_api("c3mot_pack_for_shipped_workflows")
+    return wc.node_specs(pack.nodes.NODE_CLASS_MAPPINGS)
 
 
 @pytest.mark.parametrize("path", UI_FILES or [None], ids=[p.name for p in UI_FILES] or ["none-shipped"])

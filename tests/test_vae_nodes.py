@@ -53,7 +53,7 @@ def installed(comfy_stub, reference_state):
 
 @pytest.fixture
 def handle(nodes, installed):
-    return nodes.VAELoader().load("cosmos3/Tiny-Cosmos3/vae", "auto")[0]
+    return nodes.VAELoader.execute("cosmos3/Tiny-Cosmos3/vae", "auto")[0]
 
 
 def _latents(t=2, h=2, w=2, seed=0):
@@ -65,13 +65,13 @@ def _latents(t=2, h=2, w=2, seed=0):
 
 
 def test_choices_without_any_vae(nodes, comfy_stub):
-    assert nodes.VAELoader.INPUT_TYPES()["required"]["vae_name"][0] == ["wan2.2_vae.safetensors"]
+    assert nodes.VAELoader.INPUT_TYPES()["required"]["vae_name"][1]["options"] == ["wan2.2_vae.safetensors"]
     with pytest.raises(FileNotFoundError, match="models/vae/.*Comfy-Org/Wan_2.2_ComfyUI_Repackaged|Comfy-Org"):
-        nodes.VAELoader().load("wan2.2_vae.safetensors", "auto")
+        nodes.VAELoader.execute("wan2.2_vae.safetensors", "auto")
 
 
 def test_choices_list_every_source(nodes, installed, comfy_stub):
-    assert nodes.VAELoader.INPUT_TYPES()["required"]["vae_name"][0] == [
+    assert nodes.VAELoader.INPUT_TYPES()["required"]["vae_name"][1]["options"] == [
         "cosmos3/Tiny-Cosmos3/vae", "diffusers/org/Other/vae", "vae/wan_diffusers", "wan2.2_vae.safetensors",
     ]
     # listing (re-)registers our folder key with safetensors-only extensions
@@ -84,7 +84,7 @@ def test_choices_list_every_source(nodes, installed, comfy_stub):
 @pytest.mark.parametrize("choice", ["cosmos3/Tiny-Cosmos3/vae", "diffusers/org/Other/vae", "vae/wan_diffusers",
                                     "wan2.2_vae.safetensors"])
 def test_every_source_loads_the_same_weights(nodes, installed, reference_state, choice):
-    handle = nodes.VAELoader().load(choice, "auto")[0]
+    handle = nodes.VAELoader.execute(choice, "auto")[0]
     assert handle.dtype == torch.float32  # auto on the CPU
     sd = handle.vae.state_dict()
     assert all(torch.equal(sd[k], v) for k, v in reference_state.items())
@@ -92,14 +92,14 @@ def test_every_source_loads_the_same_weights(nodes, installed, reference_state, 
 
 
 def test_loader_dtype_and_errors(nodes, installed):
-    assert nodes.VAELoader().load("vae/wan_diffusers", "bf16")[0].vae.dtype == torch.bfloat16
+    assert nodes.VAELoader.execute("vae/wan_diffusers", "bf16")[0].vae.dtype == torch.bfloat16
     with pytest.raises(FileNotFoundError, match="'vae/nope' not found"):
-        nodes.VAELoader().load("vae/nope", "auto")
+        nodes.VAELoader.execute("vae/nope", "auto")
     with pytest.raises(ValueError, match="dtype must be one of"):
-        nodes.VAELoader().load("vae/wan_diffusers", "fp64")
+        nodes.VAELoader.execute("vae/wan_diffusers", "fp64")
     (installed / "vae" / "broken.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="broken.safetensors"):
-        nodes.VAELoader().load("broken.safetensors", "auto")
+        nodes.VAELoader.execute("broken.safetensors", "auto")
 
 
 def test_auto_dtype_follows_the_vae_device(nodes):
@@ -117,7 +117,7 @@ def test_decode_layout_progress_and_offload(nodes, handle, comfy_stub):
     handle = nodes.load_vae_handle(handle.source, "auto")
     raw = _latents(t=2)
     seen = comfy_stub.install_server_hook()
-    (images,) = nodes.VAEDecode().decode(handle, {"samples": raw}, "auto", 256, 64)
+    (images,) = nodes.VAEDecode.execute(handle, {"samples": raw}, "auto", 256, 64)
     expected = handle.vae.decode(raw)  # [1, 3, 5, 32, 32] in [-1, 1]
     assert images.shape == (5, 32, 32, 3) and images.dtype == torch.float32 and images.device.type == "cpu"
     assert torch.allclose(images, ((expected[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1), atol=1e-6)
@@ -136,7 +136,7 @@ def test_decode_tiled_matches_the_library(nodes, handle):
         handle.vae, "decode", 4, 4, tiled=True, tile_size=48, tile_overlap=16, memory_budget=None
     )
     assert len(plan.tiles) == 4  # tiling really happens
-    (images,) = nodes.VAEDecode().decode(handle, {"samples": raw}, "on", 48, 16)
+    (images,) = nodes.VAEDecode.execute(handle, {"samples": raw}, "on", 48, 16)
     expected = handle.vae.decode(raw, tiled=True, tile_size=48, tile_overlap=16)
     assert torch.allclose(images[0], ((expected[0, :, 0].permute(1, 2, 0) + 1) / 2).clamp(0, 1), atol=1e-6)
 
@@ -150,11 +150,11 @@ def test_decode_tiled_matches_the_library(nodes, handle):
 ])
 def test_decode_tile_errors(nodes, handle, tiled, size, overlap, message):
     with pytest.raises(ValueError, match=message):
-        nodes.VAEDecode().decode(handle, {"samples": _latents()}, tiled, size, overlap)
+        nodes.VAEDecode.execute(handle, {"samples": _latents()}, tiled, size, overlap)
 
 
 def test_decode_ignores_tile_widgets_unless_tiling_is_on(nodes, handle):
-    (images,) = nodes.VAEDecode().decode(handle, {"samples": _latents(t=1)}, "off", 40, 999)
+    (images,) = nodes.VAEDecode.execute(handle, {"samples": _latents(t=1)}, "off", 40, 999)
     assert images.shape == (1, 32, 32, 3)
 
 
@@ -165,7 +165,7 @@ def test_decode_ignores_tile_widgets_unless_tiling_is_on(nodes, handle):
 ])
 def test_decode_rejects_wrong_latents(nodes, handle, samples, message):
     with pytest.raises(ValueError, match=message):
-        nodes.VAEDecode().decode(handle, {"samples": samples}, "auto", 256, 64)
+        nodes.VAEDecode.execute(handle, {"samples": samples}, "auto", 256, 64)
 
 
 def test_decode_honours_cancel(nodes, handle, comfy_stub):
@@ -173,14 +173,14 @@ def test_decode_honours_cancel(nodes, handle, comfy_stub):
     handle = nodes.load_vae_handle(handle.source, "auto")
     comfy_stub.interrupt()
     with pytest.raises(comfy_stub.mm.InterruptProcessingException):
-        nodes.VAEDecode().decode(handle, {"samples": _latents(t=3)}, "auto", 256, 64)
+        nodes.VAEDecode.execute(handle, {"samples": _latents(t=3)}, "auto", 256, 64)
     assert comfy_stub.progress_calls == [] and comfy_stub.loaded == []  # stopped at the first frame, offloaded
 
 
 def test_decode_batch_stacks_frames(nodes, handle):
     raw = torch.cat([_latents(t=1, seed=0), _latents(t=1, seed=1)])
-    (images,) = nodes.VAEDecode().decode(handle, {"samples": raw}, "auto", 256, 64)
-    (second,) = nodes.VAEDecode().decode(handle, {"samples": raw[1:]}, "auto", 256, 64)
+    (images,) = nodes.VAEDecode.execute(handle, {"samples": raw}, "auto", 256, 64)
+    (second,) = nodes.VAEDecode.execute(handle, {"samples": raw[1:]}, "auto", 256, 64)
     assert images.shape == (2, 32, 32, 3) and torch.allclose(images[1:], second, atol=1e-5)
 
 
@@ -191,14 +191,14 @@ def test_decode_batch_stacks_frames(nodes, handle):
 def test_encode_matches_the_library_and_round_trips_shapes(nodes, handle):
     pixels = tiny_vae.random_video(5, 32, 48, seed=2)  # [1, 3, 5, 32, 48] in [-1, 1]
     images = ((pixels[0].permute(1, 2, 3, 0) + 1) / 2).contiguous()  # IMAGE [5, 32, 48, 3]
-    (latent,) = nodes.VAEEncode().encode(handle, images, "auto", 256, 64)
+    (latent,) = nodes.VAEEncode.execute(handle, images, "auto", 256, 64)
     raw = latent["samples"]
     assert raw.shape == (1, 48, 2, 2, 3) and raw.dtype == torch.float32 and raw.device.type == "cpu"
     assert torch.allclose(raw, handle.vae.encode(images.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1), atol=1e-6)
-    (decoded,) = nodes.VAEDecode().decode(handle, latent, "auto", 256, 64)
+    (decoded,) = nodes.VAEDecode.execute(handle, latent, "auto", 256, 64)
     assert decoded.shape == images.shape
     rgba = torch.cat([images, torch.ones_like(images[..., :1])], dim=-1)
-    assert torch.equal(nodes.VAEEncode().encode(handle, rgba, "auto", 256, 64)[0]["samples"], raw)
+    assert torch.equal(nodes.VAEEncode.execute(handle, rgba, "auto", 256, 64)[0]["samples"], raw)
 
 
 @pytest.mark.parametrize("shape, message", [
@@ -209,7 +209,7 @@ def test_encode_matches_the_library_and_round_trips_shapes(nodes, handle):
 ])
 def test_encode_errors_name_the_nearest_valid_values(nodes, handle, shape, message):
     with pytest.raises(ValueError, match=message):
-        nodes.VAEEncode().encode(handle, torch.rand(shape), "auto", 256, 64)
+        nodes.VAEEncode.execute(handle, torch.rand(shape), "auto", 256, 64)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -217,18 +217,18 @@ def test_encode_errors_name_the_nearest_valid_values(nodes, handle, shape, messa
 
 
 def test_empty_latent_custom_and_presets(latent_nodes, comfy_stub):
-    node = latent_nodes.EmptyLatent()
-    latent, w, h, f = node.make("custom", 64, 32, 9)
+    node = latent_nodes.EmptyLatent
+    latent, w, h, f = node.execute("custom", 64, 32, 9)
     assert latent["samples"].shape == (1, 48, 3, 2, 4) and (w, h, f) == (64, 32, 9)
     assert latent["samples"].dtype == torch.float32 and not latent["samples"].any()
-    latent, w, h, f = node.make("720p 16:9 (1280x720)", 64, 32, 189)
+    latent, w, h, f = node.execute("720p 16:9 (1280x720)", 64, 32, 189)
     assert latent["samples"].shape == (1, 48, 48, 45, 80) and (w, h) == (1280, 720)
-    latent, w, h, f = node.make("480p 2:3 (512x768)", 16, 16, 1)
+    latent, w, h, f = node.execute("480p 2:3 (512x768)", 16, 16, 1)
     assert latent["samples"].shape == (1, 48, 1, 48, 32) and (w, h, f) == (512, 768, 1)
-    choices = latent_nodes.EmptyLatent.INPUT_TYPES()["required"]["preset"][0]
+    choices = latent_nodes.EmptyLatent.INPUT_TYPES()["required"]["preset"][1]["options"]
     assert choices[0] == "custom" and len(choices) == 1 + 26
     comfy_stub.configure(gpu_only=True, torch_device="meta")
-    assert node.make("custom", 32, 32, 1)[0]["samples"].device.type == "meta"  # the intermediate device
+    assert node.execute("custom", 32, 32, 1)[0]["samples"].device.type == "meta"  # the intermediate device
 
 
 @pytest.mark.parametrize("args, message", [
@@ -240,6 +240,6 @@ def test_empty_latent_custom_and_presets(latent_nodes, comfy_stub):
 ])
 def test_empty_latent_errors(latent_nodes, comfy_stub, args, message):
     with pytest.raises(ValueError, match=message):
-        latent_nodes.EmptyLatent().make("custom", *args)
+        latent_nodes.EmptyLatent.execute("custom", *args)
     with pytest.raises(ValueError, match="unknown preset"):
-        latent_nodes.EmptyLatent().make("999p 1:1", 16, 16, 1)
+        latent_nodes.EmptyLatent.execute("999p 1:1", 16, 16, 1)

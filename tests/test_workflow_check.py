@@ -17,12 +17,12 @@ from tiny_models import TEST_IMAGE, VAE_FILE, install_fixtures, rewrite_names  #
 
 @pytest.fixture
 def specs(comfy_pack):
-    return wc.node_specs(comfy_pack.NODE_CLASS_MAPPINGS)
+    return wc.node_specs(comfy_pack.nodes.NODE_CLASS_MAPPINGS)
 
 
 @pytest.fixture
 def builder(comfy_pack, specs):
-    return lambda: wc.GraphBuilder(specs, wc.output_names_of(comfy_pack.NODE_CLASS_MAPPINGS))
+    return lambda: wc.GraphBuilder(specs, wc.output_names_of(comfy_pack.nodes.NODE_CLASS_MAPPINGS))
 
 
 def t2i_graph(builder, width=32, height=32):
@@ -190,7 +190,7 @@ def fixtures(comfy_stub):
 
 def test_run_t2i(comfy_pack, comfy_stub, builder, fixtures):
     api = rewrite_names(t2i_graph(builder, width=48, height=32).api(), fixtures.names)
-    result = wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
+    result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
     assert result.order == ["1", "2", "3", "4"]
     (saved,) = result.captured_by("SaveImage")
     assert saved["images"].shape == (1, 32, 48, 3)
@@ -203,7 +203,7 @@ def test_run_t2i(comfy_pack, comfy_stub, builder, fixtures):
 
 def test_run_video_to_core_video_nodes(comfy_pack, builder, fixtures):
     api = rewrite_names(video_graph(builder).api(), fixtures.names)
-    result = wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
+    result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
     (video,) = result.captured_by("SaveVideo")
     assert video["video"].images.shape == (5, 16, 32, 3) and video["video"].fps == 24.0
     assert video["format"] == "auto" and video["codec"] == "auto"
@@ -215,7 +215,7 @@ def test_run_video_to_core_video_nodes(comfy_pack, builder, fixtures):
 def test_run_encode_from_loaded_image(comfy_pack, comfy_stub, builder, fixtures):
     api = rewrite_names(encode_graph(builder).api(), fixtures.names)
     assert api["2"]["inputs"]["image"] == TEST_IMAGE
-    result = wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
+    result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
     (latent,) = result.outputs["3"]
     assert latent["samples"].shape == (1, 48, 1, 2, 2)
     (preview,) = result.captured_by("PreviewImage")
@@ -229,11 +229,11 @@ def test_run_reports_node_errors_and_invalid_prompts(comfy_pack, builder, fixtur
     with pytest.raises(
         wc.NodeExecutionError, match=r"node 2 \(C3MoTEmptyLatent\) raised ValueError: width 40 is not a multiple of 16"
     ):
-        wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
+        wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
     api = rewrite_names(t2i_graph(builder).api(), fixtures.names)
     api["1"]["inputs"]["vae_name"] = "missing.safetensors"  # not in the installed list: rejected before running
     with pytest.raises(wc.WorkflowError, match="vae_name: 'missing.safetensors' not in"):
-        wc.run_api_workflow(api, comfy_pack.NODE_CLASS_MAPPINGS)
+        wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
 
 
 def test_executor_checks_output_conventions(comfy_pack, comfy_stub):
@@ -249,7 +249,7 @@ def test_executor_checks_output_conventions(comfy_pack, comfy_stub):
         def run(self):
             return (torch.full((1, 8, 8, 3), 2.0),)
 
-    mappings = dict(comfy_pack.NODE_CLASS_MAPPINGS, C3MoTBadImage=BadImage)
+    mappings = dict(comfy_pack.nodes.NODE_CLASS_MAPPINGS, C3MoTBadImage=BadImage)
     api = {"1": {"class_type": "C3MoTBadImage", "inputs": {}},
            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
     with pytest.raises(ValueError, match=r"IMAGE values must lie in 0..1"):

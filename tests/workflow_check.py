@@ -12,7 +12,8 @@
 * :func:`ui_to_api` / :func:`check_api_twin` — the API twin of a UI graph must describe the same graph
   (same node ids, class types, links and widget values).
 * :func:`run_api_workflow` — execute an API graph in-process, node by node in dependency order (only
-  what output nodes need, as ComfyUI does), calling each class's ``FUNCTION`` with literal and linked
+  what output nodes need, as ComfyUI does), calling each class's ``FUNCTION`` (a V3 class through a class
+  clone, as ComfyUI does) with literal and linked
   inputs; core nodes are replaced by small stand-ins (:data:`CORE_STAND_INS`) that read images from
   ``folder_paths``' input dir and capture what would be saved. Run it with the ComfyUI stub installed.
 * :class:`GraphBuilder` — build a UI graph (and its API twin) from node specs in a few lines.
@@ -91,22 +92,22 @@ class NodeSpec:
 
 
 def spec_from_class(node_type: str, cls) -> NodeSpec:
-    """A :class:`NodeSpec` from a V1 node class (``INPUT_TYPES``, ``RETURN_TYPES``, ``OUTPUT_NODE``).
+    """A :class:`NodeSpec` from a node class's V1 view (``INPUT_TYPES``, ``RETURN_TYPES``, ``OUTPUT_NODE``):
+    a V1 class, or a V3 ``io.ComfyNode`` (whose combos read ``("COMBO", {"options": [...]})``).
 
-    Combos are *dynamic* when they list server files: core ones in :data:`DYNAMIC_COMBOS`, ours when the
-    node's declaration (``nodes.spec.Input``) gives the choices as a callable."""
+    Combos are *dynamic* when they list server files (:data:`DYNAMIC_COMBOS`)."""
     declared = cls.INPUT_TYPES()
-    ours = {i.name: i for i in getattr(cls, "INPUTS", ())}
     inputs = []
     for section in ("required", "optional"):
         for name, entry in (declared.get(section) or {}).items():
             kind = entry[0]
             options = dict(entry[1]) if len(entry) > 1 and entry[1] else {}
+            dynamic = (node_type, name) in DYNAMIC_COMBOS
             if isinstance(kind, (list, tuple)):
-                dynamic = (node_type, name) in DYNAMIC_COMBOS or callable(getattr(ours.get(name), "type", None))
                 inputs.append(InputSpec(name, "COMBO", section, options, tuple(str(c) for c in kind), dynamic))
             elif kind == "COMBO":  # V3 style
-                inputs.append(InputSpec(name, "COMBO", section, options, tuple(options.get("options", ()))))
+                choices = tuple(str(c) for c in options.get("options", ()))
+                inputs.append(InputSpec(name, "COMBO", section, options, choices, dynamic))
             else:
                 inputs.append(InputSpec(name, str(kind), section, options))
     return NodeSpec(
@@ -886,7 +887,11 @@ CORE_STAND_INS: dict[str, type] = {
 }
 CORE_NODES = tuple(CORE_STAND_INS)
 # Combos whose choices are files on the server (not checked against the frozen list)
-DYNAMIC_COMBOS = {("LoadImage", "image")}
+# Combos listing files on the server: core's, and our model pickers
+DYNAMIC_COMBOS = {
+    ("LoadImage", "image"),
+    ("C3MoTModelLoader", "checkpoint"), ("C3MoTModelLoader", "tokenizer"), ("C3MoTVAELoader", "vae_name"),
+}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -976,19 +981,28 @@ def run_api_workflow(prompt: Mapping, node_class_mappings: Mapping[str, type], *
                 kwargs[name] = run(value[0], stack + (nid,))[value[1]]
             else:
                 kwargs[name] = _coerce(spec.input(name), value)
-        for name, kind in spec.hidden.items():
-            kwargs[name] = {"PROMPT": dict(prompt), "EXTRA_PNGINFO": extra_pnginfo, "UNIQUE_ID": nid}.get(kind)
-        for attr in ("INPUT_IS_LIST", "OUTPUT_IS_LIST"):
-            if getattr(cls, attr, False):
-                raise WorkflowError("run", [f"node {nid}: {attr} is not supported by this executor"])
-        instance = cls()
-        if isinstance(instance, _StandIn):
-            instance.capture = lambda data, _nid=nid: captured.append({"node": _nid, **data})
+        hidden_values = {"PROMPT": dict(prompt), "EXTRA_PNGINFO": extra_pnginfo, "UNIQUE_ID": nid}
+        v3 = hasattr(cls, "PREPARE_CLASS_CLONE")
+        if not v3:  # V1 gets hidden values as keyword arguments, V3 reads them from cls.hidden
+            for name, kind in spec.hidden.items():
+                kwargs[name] = hidden_values.get(kind)
+        if getattr(cls, "INPUT_IS_LIST", False) or any(getattr(cls, "OUTPUT_IS_LIST", None) or ()):
+            raise WorkflowError("run", [f"node {nid}: INPUT_IS_LIST/OUTPUT_IS_LIST is not supported by this executor"])
+        if v3:  # as ComfyUI runs a V3 node: a class clone carrying the hidden values
+            target = cls.PREPARE_CLASS_CLONE(hidden_values)
+        else:
+            target = cls()
+            if isinstance(target, _StandIn):
+                target.capture = lambda data, _nid=nid: captured.append({"node": _nid, **data})
         try:
-            result = getattr(instance, cls.FUNCTION)(**kwargs)
+            result = getattr(target, cls.FUNCTION)(**kwargs)
         except Exception as exc:
             raise NodeExecutionError(nid, node["class_type"], exc) from exc
-        if isinstance(result, dict):
+        if v3:
+            if result.ui is not None:
+                ui[nid] = result.ui
+            result = tuple(result.args)
+        elif isinstance(result, dict):
             if "ui" in result:
                 ui[nid] = result["ui"]
             result = tuple(result.get("result", ()))

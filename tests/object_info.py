@@ -1,0 +1,144 @@
+"""What ``/object_info`` shows for a node class, and a comparison that ignores only V1/V3 spelling.
+
+* :func:`v1_object_info` — the entry ComfyUI (0.3.64, ``server.node_info``) serves for a *V1* class
+  (``INPUT_TYPES``, ``RETURN_TYPES`` …); used to snapshot the pre-V3 classes.
+* :func:`object_info` — the entry for any class: ``GET_NODE_INFO_V1()`` for a V3 ``io.ComfyNode`` (what the
+  server does), else :func:`v1_object_info`.
+* :func:`canonical` — one spelling for both: a V1 combo ``[[choices], {opts}]`` and a V3 combo
+  ``["COMBO", {"options": [choices], "multiselect": false, …}]`` become the same value, and the node flags
+  V1 leaves out when false (``deprecated``, ``experimental``, ``api_node``) read as false. Nothing else is
+  touched: names, order, types, defaults, limits, steps, tooltips, choices, outputs must be equal.
+
+Run as a script to (re)generate the committed snapshot from the V1 classes of a git revision::
+
+    python tests/object_info.py bfa004f tests/fixtures/object_info_v1.json
+
+It exports that revision with ``git archive`` and imports its pack under *its own* ComfyUI stand-in, so the
+snapshot is an independent reference, not derived from the current code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+SNAPSHOT = Path(__file__).resolve().parent / "fixtures" / "object_info_v1.json"
+FLAGS_FALSE_WHEN_ABSENT = ("deprecated", "experimental", "api_node")
+# Our combos whose choices are the files installed on the server (the snapshot has them for empty folders)
+FILE_LIST_INPUTS = ("checkpoint", "tokenizer", "vae_name", "release_folder", "llm_judge", "siglip_folder")
+
+
+def v1_object_info(node_id: str, cls, display_name: str) -> dict:
+    """The ``/object_info`` entry of a V1 class, field by field as ComfyUI 0.3.64's server builds it."""
+    inputs = cls.INPUT_TYPES()
+    info = {
+        "input": inputs,
+        "input_order": {key: list(value) for key, value in inputs.items()},
+        "output": list(cls.RETURN_TYPES),
+        "output_is_list": list(getattr(cls, "OUTPUT_IS_LIST", [False] * len(cls.RETURN_TYPES))),
+        "output_name": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)),
+        "name": node_id,
+        "display_name": display_name,
+        "description": getattr(cls, "DESCRIPTION", ""),
+        "category": getattr(cls, "CATEGORY", "sd"),
+        "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
+    }
+    if hasattr(cls, "OUTPUT_TOOLTIPS"):
+        info["output_tooltips"] = list(cls.OUTPUT_TOOLTIPS)
+    for flag in ("deprecated", "experimental"):
+        if getattr(cls, flag.upper(), False):
+            info[flag] = True
+    if hasattr(cls, "API_NODE"):
+        info["api_node"] = cls.API_NODE
+    return _jsonable(info)
+
+
+def object_info(node_id: str, cls, display_name: str | None = None) -> dict:
+    """The ``/object_info`` entry of ``cls``: V3 classes through their own V1 conversion (as the server)."""
+    if hasattr(cls, "GET_NODE_INFO_V1"):
+        return _jsonable(cls.GET_NODE_INFO_V1())
+    return v1_object_info(node_id, cls, display_name or node_id)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda o: getattr(o, "value", str(o))))
+
+
+def canonical(info: dict, dynamic: bool = False) -> dict:
+    """``info`` with the V1/V3 spelling differences removed (see the module docstring). ``dynamic``: also
+    blank the choices of the combos that list installed files (:data:`FILE_LIST_INPUTS`), for comparing
+    servers whose model folders differ (their defaults are still compared)."""
+    info = copy.deepcopy(info)
+    for section in info.get("input", {}).values():
+        for name, entry in section.items():
+            kind, opts = entry[0], dict(entry[1]) if len(entry) > 1 and entry[1] else {}
+            if isinstance(kind, list):
+                kind, opts = "COMBO", {**opts, "options": kind}
+            if kind == "COMBO" and opts.get("multiselect") is False:
+                del opts["multiselect"]
+            if dynamic and kind == "COMBO" and name in FILE_LIST_INPUTS:
+                opts["options"] = "<installed files>"
+            section[name] = [kind, opts]
+    for flag in FLAGS_FALSE_WHEN_ABSENT:
+        info[flag] = bool(info.get(flag, False))
+    info.pop("python_module", None)  # where ComfyUI imported the class from, not part of the node
+    return info
+
+
+def differences(expected: dict, got: dict, where: str = "") -> list[str]:
+    """Readable differences between two (canonical) JSON values."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        out = []
+        if list(expected) != list(got) and set(expected) == set(got) and where.endswith(("required", "optional")):
+            out.append(f"{where}: order {list(got)} != {list(expected)}")
+        for key in expected.keys() | got.keys():
+            if key not in got:
+                out.append(f"{where}/{key}: missing (expected {expected[key]!r})")
+            elif key not in expected:
+                out.append(f"{where}/{key}: unexpected {got[key]!r}")
+            else:
+                out.extend(differences(expected[key], got[key], f"{where}/{key}"))
+        return out
+    if expected != got or type(expected) is not type(got):
+        return [f"{where}: {got!r} != {expected!r}"]
+    return []
+
+
+def snapshot_revision(rev: str, repo: Path) -> dict[str, dict]:
+    """``{node id: /object_info entry}`` of the V1 classes at git revision ``rev``."""
+    data = subprocess.run(["git", "-C", str(repo), "archive", rev], check=True, capture_output=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "old_pack"
+        with tarfile.open(fileobj=BytesIO(data)) as tar:
+            tar.extractall(root, filter="data")
+        sys.path[:0] = [str(root / "tests")]
+        try:
+            import comfy_fixtures  # the revision's own stand-in
+            from support import load_pack_as_comfyui
+
+            with comfy_fixtures.install_comfy_stub(Path(tmp) / "comfyui"):
+                pack = load_pack_as_comfyui(root, "c3mot_pack_snapshot")
+                return {
+                    node_id: v1_object_info(node_id, cls, pack.NODE_DISPLAY_NAME_MAPPINGS[node_id])
+                    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items()
+                }
+        finally:
+            del sys.path[0]
+
+
+def main(argv: list[str]) -> None:
+    rev, out = argv[1], Path(argv[2])
+    snapshot = {"revision": rev, "nodes": snapshot_revision(rev, Path(__file__).resolve().parent.parent)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(snapshot, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(snapshot['nodes'])} nodes from {rev} -> {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
