@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .dtypes import DTYPES
 from .files.media import (
     OUTPUT_FORMATS,
     check_output_path,
@@ -18,8 +19,6 @@ from .files.media import (
     write_frames,
 )
 from .sampling.schedulers import SCHEDULE_HELP, SCHEDULES
-
-from .dtypes import DTYPES
 
 
 def _device(name: str) -> torch.device:

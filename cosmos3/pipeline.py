@@ -215,21 +215,10 @@ class Cosmos3Pipeline:
         """
         info = self.info
         plan = resolve_sampling_plan(
-            num_frames=num_frames,
-            height=height,
-            width=width,
-            fps=fps,
-            has_image=image is not None,
-            has_video=video is not None,
-            variant=self.variant,
-            kind=info.kind if info is not None else "base",
-            distilled=info.distilled if info is not None else False,
-            steps=steps,
-            guidance=guidance_scale,
-            shift=shift,
-            schedule=schedule,
-            guidance_interval=guidance_interval,
-            strict=strict_sizes,
+            num_frames=num_frames, height=height, width=width, fps=fps, has_image=image is not None,
+            has_video=video is not None, variant=self.variant, kind=info.kind if info is not None else "base",
+            distilled=info.distilled if info is not None else False, steps=steps, guidance=guidance_scale,
+            shift=shift, schedule=schedule, guidance_interval=guidance_interval, strict=strict_sizes,
         )
         geometry = plan.geometry
         if prompt_style == "diffusers" and use_system_prompt is None and info is not None:

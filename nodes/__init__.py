@@ -27,4 +27,10 @@ def comfy_entrypoint() -> Cosmos3MoTExtension:
     return Cosmos3MoTExtension()
 
 
-__all__ = ["NODE_PREFIX", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "Cosmos3MoTExtension", "comfy_entrypoint"]
+__all__ = [
+    "NODE_PREFIX",
+    "NODE_CLASS_MAPPINGS",
+    "NODE_DISPLAY_NAME_MAPPINGS",
+    "Cosmos3MoTExtension",
+    "comfy_entrypoint",
+]

@@ -309,7 +309,7 @@ class LocalPatcher:
     def model_size(self) -> int:
         return self.size
 
-    def clone(self) -> "LocalPatcher":
+    def clone(self) -> LocalPatcher:
         n = LocalPatcher(self.model, self.load_device, self.offload_device, self.size)
         n.model_options = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.model_options.items()}
         n.parent = self

@@ -125,7 +125,11 @@ def check_latents(samples) -> torch.Tensor:
     if not isinstance(samples, torch.Tensor) or not torch.is_floating_point(samples):
         raise ValueError(f"LATENT samples must be a floating point tensor, got {type(samples).__name__}")
     if samples.ndim != 5 or samples.shape[1] != channels:
-        hint = " (a 4-D image latent from an SD/Flux-style node cannot be decoded by the Wan 2.2 VAE)" if samples.ndim == 4 else ""
+        hint = (
+            " (a 4-D image latent from an SD/Flux-style node cannot be decoded by the Wan 2.2 VAE)"
+            if samples.ndim == 4
+            else ""
+        )
         raise ValueError(
             f"LATENT samples must be raw Wan 2.2 latents [B, {channels}, T, H/16, W/16], "
             f"got shape {list(samples.shape)}{hint}"

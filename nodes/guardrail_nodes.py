@@ -240,7 +240,8 @@ class GuardrailFrameCheck(io.ComfyNode):
         if on_block == "error":
             raise guardrails.GuardrailBlocked(report)
         black = torch.zeros(tuple(images.shape), dtype=torch.float32, device=device)
-        return io.NodeOutput(black, False, report.text() + "\n  note: output replaced by black frames (on_block = black_frames)")
+        note = "\n  note: output replaced by black frames (on_block = black_frames)"
+        return io.NodeOutput(black, False, report.text() + note)
 
 
 NODES = [GuardrailLoader, GuardrailPromptCheck, GuardrailFrameCheck]

@@ -51,20 +51,39 @@ class EmptyLatent(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return node_schema(cls, "C3MoTEmptyLatent", "Empty Latent", CATEGORY, inputs=[
-            io.Combo.Input("preset", options=PRESET_CHOICES, default=CUSTOM, tooltip=(
-                "A Cosmos3 resolution preset (tier and aspect ratio, as trained), or 'custom' to use width and "
-                "height below. Edge supports the 256p and 480p tiers; Nano/Super 256p to 720p (768p: Super "
-                "text-to-image).")),
-            side_input("width", DEFAULT_WIDTH, "Width in pixels (multiple of 16); used when preset is 'custom'."),
-            side_input("height", DEFAULT_HEIGHT, "Height in pixels (multiple of 16); used when preset is 'custom'."),
-            frames_input(DEFAULT_FRAMES, "Number of frames: 1 for an image, 4k+1 for a video (e.g. 93, 121, 189)."),
-        ], outputs=[
-            io.Latent.Output(display_name="samples", tooltip="Zero raw latents [1, 48, T, height/16, width/16] (float32)."),
-            io.Int.Output(display_name="width", tooltip="The width in pixels actually used (from the preset or custom)."),
-            io.Int.Output(display_name="height", tooltip="The height in pixels actually used."),
-            io.Int.Output(display_name="frames", tooltip="The frame count."),
-        ])
+        return node_schema(
+            cls,
+            "C3MoTEmptyLatent",
+            "Empty Latent",
+            CATEGORY,
+            inputs=[
+                io.Combo.Input(
+                    "preset",
+                    options=PRESET_CHOICES,
+                    default=CUSTOM,
+                    tooltip=(
+                        "A Cosmos3 resolution preset (tier and aspect ratio, as trained), or 'custom' to use width and "
+                        "height below. Edge supports the 256p and 480p tiers; Nano/Super 256p to 720p (768p: Super "
+                        "text-to-image)."
+                    ),
+                ),
+                side_input("width", DEFAULT_WIDTH, "Width in pixels (multiple of 16); used when preset is 'custom'."),
+                side_input(
+                    "height", DEFAULT_HEIGHT, "Height in pixels (multiple of 16); used when preset is 'custom'."
+                ),
+                frames_input(DEFAULT_FRAMES, "Number of frames: 1 for an image, 4k+1 for a video (e.g. 93, 121, 189)."),
+            ],
+            outputs=[
+                io.Latent.Output(
+                    display_name="samples", tooltip="Zero raw latents [1, 48, T, height/16, width/16] (float32)."
+                ),
+                io.Int.Output(
+                    display_name="width", tooltip="The width in pixels actually used (from the preset or custom)."
+                ),
+                io.Int.Output(display_name="height", tooltip="The height in pixels actually used."),
+                io.Int.Output(display_name="frames", tooltip="The frame count."),
+            ],
+        )
 
     @classmethod
     def execute(cls, preset, width, height, frames) -> io.NodeOutput:

@@ -30,7 +30,14 @@ from ..cosmos3.text.encoding import EncodedPrompt
 from . import _comfy
 from ._comfy import io
 from .common import (
-    C3MOT_IMAGE_COND, C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, MAX_SEED, check_choice, check_latents, node_schema,
+    C3MOT_IMAGE_COND,
+    C3MOT_MODEL,
+    C3MOT_TEXT,
+    CATEGORY_ROOT,
+    MAX_SEED,
+    check_choice,
+    check_latents,
+    node_schema,
 )
 from .model_nodes import settle_on_device
 
@@ -42,10 +49,15 @@ CATEGORY = CATEGORY_ROOT + "/sampling"
 # reference kernel for tests, is not offered.
 _ATTENTION_MENU_ORDER = ("sdpa", "flash_attn", "flash_attn3", "sage", "comfy")
 _ATTENTION_NOT_OFFERED = ("math",)
-ATTENTION_CHOICES = tuple(sorted(
-    (name for name in attention_kernels.attention_backends() if name not in _ATTENTION_NOT_OFFERED),
-    key=lambda name: (_ATTENTION_MENU_ORDER.index(name) if name in _ATTENTION_MENU_ORDER else len(_ATTENTION_MENU_ORDER), name),
-))
+ATTENTION_CHOICES = tuple(
+    sorted(
+        (name for name in attention_kernels.attention_backends() if name not in _ATTENTION_NOT_OFFERED),
+        key=lambda name: (
+            _ATTENTION_MENU_ORDER.index(name) if name in _ATTENTION_MENU_ORDER else len(_ATTENTION_MENU_ORDER),
+            name,
+        ),
+    )
+)
 SCHEDULE_CHOICES = plan_mod.SCHEDULE_CHOICES
 GEN_ANCHORS = ("proj_in",)  # the generation tower computes where proj_in's weight is
 
@@ -77,7 +89,9 @@ def _check_text(text):
 
 def _check_condition(image_cond):
     if image_cond is not None and not isinstance(image_cond, ImageCondition):
-        raise TypeError(f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(image_cond).__name__}")
+        raise TypeError(
+            f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(image_cond).__name__}"
+        )
     return image_cond
 
 
@@ -89,8 +103,14 @@ def _speed_options(model, *, step_cache: float, step_cache_warmup: int, blocks_t
     """Validate the speed/VRAM options; returns the :class:`StepCache` (or ``None``)."""
     layers = model.config.num_hidden_layers
     if isinstance(blocks_to_swap, bool) or not isinstance(blocks_to_swap, int) or not 0 <= blocks_to_swap <= layers:
-        raise ValueError(f"blocks_to_swap must be an integer from 0 to {layers} (this model's layers), got {blocks_to_swap!r}")
-    if not isinstance(step_cache, (int, float)) or isinstance(step_cache, bool) or not 0 <= step_cache <= MAX_STEP_CACHE:
+        raise ValueError(
+            f"blocks_to_swap must be an integer from 0 to {layers} (this model's layers), got {blocks_to_swap!r}"
+        )
+    if (
+        not isinstance(step_cache, (int, float))
+        or isinstance(step_cache, bool)
+        or not 0 <= step_cache <= MAX_STEP_CACHE
+    ):
         raise ValueError(f"step_cache must be a threshold from 0 (off) to {MAX_STEP_CACHE:g}, got {step_cache!r}")
     if step_cache <= 0:
         return None
@@ -104,10 +124,25 @@ def _set_compiled(transformer, enabled: bool) -> None:
         runtime_compile.uncompile_generation_layers(transformer)
 
 
-def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float = 0.0, shift: float = 0.0,
-                schedule: str = "auto", attention: str = "sdpa", cfg_interval: bool = False, image_cond=None,
-                cfg_batch: bool = False, step_cache: float = 0.0, step_cache_warmup: int = 3,
-                blocks_to_swap: int = 0, compile_layers: bool = False) -> dict:
+def run_sampler(
+    model,
+    text,
+    samples,
+    *,
+    seed: int,
+    steps: int = 0,
+    cfg: float = 0.0,
+    shift: float = 0.0,
+    schedule: str = "auto",
+    attention: str = "sdpa",
+    cfg_interval: bool = False,
+    image_cond=None,
+    cfg_batch: bool = False,
+    step_cache: float = 0.0,
+    step_cache_warmup: int = 3,
+    blocks_to_swap: int = 0,
+    compile_layers: bool = False,
+) -> dict:
     """Everything the Sampler node does; returns the LATENT dict.
 
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
@@ -118,25 +153,39 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     frames, height, width = latent_geometry(samples)
     info = model.info
     plan = plan_mod.resolve_sampling_plan(
-        num_frames=frames, height=height, width=width, fps=text.geometry.fps, has_image=image_cond is not None,
-        variant=model.variant, kind=info.kind, distilled=info.distilled, steps=plan_mod.unset_if_auto(steps),
-        guidance=plan_mod.unset_if_auto(cfg), shift=plan_mod.unset_if_auto(shift), schedule=schedule,
+        num_frames=frames,
+        height=height,
+        width=width,
+        fps=text.geometry.fps,
+        has_image=image_cond is not None,
+        variant=model.variant,
+        kind=info.kind,
+        distilled=info.distilled,
+        steps=plan_mod.unset_if_auto(steps),
+        guidance=plan_mod.unset_if_auto(cfg),
+        shift=plan_mod.unset_if_auto(shift),
+        schedule=schedule,
         cfg_interval=cfg_interval,
     )
     try:
         text.check_matches(plan.geometry)
     except ValueError as exc:
-        raise ValueError(f"{exc} In ComfyUI: link the Text Encode's width, height and frames to the Empty "
-                         "Latent's outputs.") from None
+        raise ValueError(
+            f"{exc} In ComfyUI: link the Text Encode's width, height and frames to the Empty Latent's outputs."
+        ) from None
     attention = check_attention(attention)
-    cache = _speed_options(model, step_cache=step_cache, step_cache_warmup=step_cache_warmup,
-                           blocks_to_swap=blocks_to_swap)
+    cache = _speed_options(
+        model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
+    )
     for warning in plan.warnings:
         log.warning("[Cosmos3 MoT] %s", warning)
     use_cfg = plan.guidance != 1.0
     need = plan_mod.estimate_sampling_bytes(
-        model.config, plan.geometry, max(text.cond.text_len, text.uncond.text_len if text.uncond else 0),
-        model.dtype, guidance=use_cfg,
+        model.config,
+        plan.geometry,
+        max(text.cond.text_len, text.uncond.text_len if text.uncond else 0),
+        model.dtype,
+        guidance=use_cfg,
     )
     log.info("[Cosmos3 MoT] sampling %dx%d, %d frame(s): %s", width, height, frames, plan.describe())
 
@@ -149,10 +198,19 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
         _comfy.offload_models([patcher])
         resident = plan_mod.resident_gen_bytes(transformer, blocks_to_swap)
         _comfy.free_memory(resident + need, device)
-        swap = enable_block_swap(transformer, blocks_to_swap, device, offload_device=patcher.offload_device,
-                                 pin_memory=torch.device(device).type == "cuda")
-        log.info("[Cosmos3 MoT] block swap: %d of %d generation layers streamed from %s", blocks_to_swap,
-                 model.config.num_hidden_layers, patcher.offload_device)
+        swap = enable_block_swap(
+            transformer,
+            blocks_to_swap,
+            device,
+            offload_device=patcher.offload_device,
+            pin_memory=torch.device(device).type == "cuda",
+        )
+        log.info(
+            "[Cosmos3 MoT] block swap: %d of %d generation layers streamed from %s",
+            blocks_to_swap,
+            model.config.num_hidden_layers,
+            patcher.offload_device,
+        )
     else:
         _comfy.load_models([patcher], memory_required=need)
         settle_on_device(patcher, GEN_ANCHORS)
@@ -170,9 +228,17 @@ def run_sampler(model, text, samples, *, seed: int, steps: int = 0, cfg: float =
     transformer.attention_backend = attention
     try:
         latents = sample(
-            transformer, text, plan.build_sampler(info), guidance_scale=plan.guidance, seed=seed,
-            condition=image_cond, guidance_interval=plan.guidance_interval, callback=on_step, device=device,
-            cfg_batch=cfg_batch, step_cache=cache,
+            transformer,
+            text,
+            plan.build_sampler(info),
+            guidance_scale=plan.guidance,
+            seed=seed,
+            condition=image_cond,
+            guidance_interval=plan.guidance_interval,
+            callback=on_step,
+            device=device,
+            cfg_batch=cfg_batch,
+            step_cache=cache,
         )
     except SamplerConfigError as exc:
         raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
@@ -196,73 +262,214 @@ class Sampler(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return node_schema(cls, "C3MoTSampler", "Sampler", CATEGORY, inputs=[
-            C3MOT_MODEL.Input("model", tooltip="From the Cosmos3 MoT Model Loader (the same model as the Text "
-                              "Encode)."),
-            C3MOT_TEXT.Input("text", tooltip="From the Cosmos3 MoT Text Encode: holds both the positive and the "
-                             "negative prompt (the negative prompt is set on the Text Encode node)."),
-            io.Latent.Input("samples", tooltip="From the Cosmos3 MoT Empty Latent: its shape sets frames and "
-                            "size (must match the Text Encode's); its values are ignored."),
-            io.Int.Input("seed", default=0, min=0, max=MAX_SEED, step=1, control_after_generate=True, tooltip=(
-                "Noise seed (drawn on the CPU, so a seed gives the same result on any device).")),
-            io.Int.Input("steps", default=0, min=0, max=MAX_STEPS, step=1, tooltip=(
-                "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for distilled "
-                "checkpoints, whose step count is fixed).")),
-            io.Float.Input("cfg", default=0.0, min=0.0, max=MAX_GUIDANCE, step=0.1, round=0.01, tooltip=(
-                "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
-                "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast).")),
-            io.Float.Input("shift", default=0.0, min=0.0, max=MAX_SHIFT, step=0.1, round=0.01, tooltip=(
-                "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
-                "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
-                "may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules.")),
-            io.Combo.Input("schedule", options=list(SCHEDULE_CHOICES), default="auto", tooltip=(
-                "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); 'native' = flow "
-                "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
-                "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
-                "'distilled' = the fixed 4-step SDE of distilled checkpoints.")),
-            io.Combo.Input("attention", options=list(ATTENTION_CHOICES), default="sdpa", tooltip=(
-                "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
-                "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
-                "(pip install sageattention; int8, not bit-exact); "
-                "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.).")),
-            io.Boolean.Input("cfg_interval", default=False, tooltip=(
-                "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
-                "text-to-image; the framework default is off).")),
-            C3MOT_IMAGE_COND.Input("image_cond", optional=True, tooltip=(
-                "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
-                "width/height/frames must match).")),
-            io.Boolean.Input("cfg_batch", default=False, optional=True, tooltip=(
-                "Run the positive and negative passes as one batch of two (pads the shorter prompt and masks "
-                "the padding). Same result up to rounding; faster on GPUs with spare compute, needs more "
-                "activation memory.")),
-            io.Float.Input("step_cache", default=0.0, min=0.0, max=MAX_STEP_CACHE, step=0.01, round=0.001,
-                           optional=True, tooltip=(
-                "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
-                "relative L1) reuses the previous generation-tower residual. 0 = off (exact). 0.05-0.2 trades "
-                "quality for speed.")),
-            io.Int.Input("step_cache_warmup", default=3, min=0, max=MAX_STEPS, step=1, optional=True, tooltip=(
-                "Leading steps that always run the full generation tower when the step cache is on.")),
-            io.Int.Input("blocks_to_swap", default=0, min=0, max=MAX_BLOCKS_TO_SWAP, step=1, optional=True,
-                         tooltip=(
-                "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
-                "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; slower when PCIe "
-                "cannot keep up.")),
-            io.Boolean.Input("compile", default=False, optional=True, tooltip=(
-                "torch.compile the generation layers (the first run compiles and is slow; needs a working "
-                "Triton/C++ toolchain).")),
-        ], outputs=[io.Latent.Output(display_name="samples", tooltip=(
-            "Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."))])
+        return node_schema(
+            cls,
+            "C3MoTSampler",
+            "Sampler",
+            CATEGORY,
+            inputs=[
+                C3MOT_MODEL.Input(
+                    "model", tooltip="From the Cosmos3 MoT Model Loader (the same model as the Text Encode)."
+                ),
+                C3MOT_TEXT.Input(
+                    "text",
+                    tooltip="From the Cosmos3 MoT Text Encode: holds both the positive and the "
+                    "negative prompt (the negative prompt is set on the Text Encode node).",
+                ),
+                io.Latent.Input(
+                    "samples",
+                    tooltip="From the Cosmos3 MoT Empty Latent: its shape sets frames and "
+                    "size (must match the Text Encode's); its values are ignored.",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=MAX_SEED,
+                    step=1,
+                    control_after_generate=True,
+                    tooltip=("Noise seed (drawn on the CPU, so a seed gives the same result on any device)."),
+                ),
+                io.Int.Input(
+                    "steps",
+                    default=0,
+                    min=0,
+                    max=MAX_STEPS,
+                    step=1,
+                    tooltip=(
+                        "Denoising steps; 0 = auto (framework defaults: 35 for video, 50 for images, 4 for distilled "
+                        "checkpoints, whose step count is fixed)."
+                    ),
+                ),
+                io.Float.Input(
+                    "cfg",
+                    default=0.0,
+                    min=0.0,
+                    max=MAX_GUIDANCE,
+                    step=0.1,
+                    round=0.01,
+                    tooltip=(
+                        "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
+                        "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast)."
+                    ),
+                ),
+                io.Float.Input(
+                    "shift",
+                    default=0.0,
+                    min=0.0,
+                    max=MAX_SHIFT,
+                    step=0.1,
+                    round=0.01,
+                    tooltip=(
+                        "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
+                        "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
+                        "may prefer lower values. Must stay 0 for the 'checkpoint' and 'distilled' schedules."
+                    ),
+                ),
+                io.Combo.Input(
+                    "schedule",
+                    options=list(SCHEDULE_CHOICES),
+                    default="auto",
+                    tooltip=(
+                        "Sampler and sigma grid: 'auto' = 'native' ('distilled' for 4-step checkpoints); "
+                        "'native' = flow "
+                        "UniPC on the framework's grid (the reference); 'euler' = flow Euler; 'diffusers' = UniPC on "
+                        "diffusers' default grid; 'checkpoint' = the checkpoint's scheduler_config.json as shipped; "
+                        "'distilled' = the fixed 4-step SDE of distilled checkpoints."
+                    ),
+                ),
+                io.Combo.Input(
+                    "attention",
+                    options=list(ATTENTION_CHOICES),
+                    default="sdpa",
+                    tooltip=(
+                        "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
+                        "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
+                        "(pip install sageattention; int8, not bit-exact); "
+                        "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.)."
+                    ),
+                ),
+                io.Boolean.Input(
+                    "cfg_interval",
+                    default=False,
+                    tooltip=(
+                        "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
+                        "text-to-image; the framework default is off)."
+                    ),
+                ),
+                C3MOT_IMAGE_COND.Input(
+                    "image_cond",
+                    optional=True,
+                    tooltip=(
+                        "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
+                        "width/height/frames must match)."
+                    ),
+                ),
+                io.Boolean.Input(
+                    "cfg_batch",
+                    default=False,
+                    optional=True,
+                    tooltip=(
+                        "Run the positive and negative passes as one batch of two (pads the shorter prompt and masks "
+                        "the padding). Same result up to rounding; faster on GPUs with spare compute, needs more "
+                        "activation memory."
+                    ),
+                ),
+                io.Float.Input(
+                    "step_cache",
+                    default=0.0,
+                    min=0.0,
+                    max=MAX_STEP_CACHE,
+                    step=0.01,
+                    round=0.001,
+                    optional=True,
+                    tooltip=(
+                        "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
+                        "relative L1) reuses the previous generation-tower residual. 0 = off (exact). 0.05-0.2 trades "
+                        "quality for speed."
+                    ),
+                ),
+                io.Int.Input(
+                    "step_cache_warmup",
+                    default=3,
+                    min=0,
+                    max=MAX_STEPS,
+                    step=1,
+                    optional=True,
+                    tooltip=("Leading steps that always run the full generation tower when the step cache is on."),
+                ),
+                io.Int.Input(
+                    "blocks_to_swap",
+                    default=0,
+                    min=0,
+                    max=MAX_BLOCKS_TO_SWAP,
+                    step=1,
+                    optional=True,
+                    tooltip=(
+                        "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
+                        "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
+                        "slower when PCIe "
+                        "cannot keep up."
+                    ),
+                ),
+                io.Boolean.Input(
+                    "compile",
+                    default=False,
+                    optional=True,
+                    tooltip=(
+                        "torch.compile the generation layers (the first run compiles and is slow; needs a working "
+                        "Triton/C++ toolchain)."
+                    ),
+                ),
+            ],
+            outputs=[
+                io.Latent.Output(
+                    display_name="samples",
+                    tooltip=("Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."),
+                )
+            ],
+        )
 
     @classmethod
-    def execute(cls, model, text, samples, seed, steps, cfg, shift, schedule, attention, cfg_interval,
-                image_cond=None, cfg_batch=False, step_cache=0.0, step_cache_warmup=3, blocks_to_swap=0,
-                compile=False) -> io.NodeOutput:
-        return io.NodeOutput(run_sampler(
-            model, text, samples, seed=seed, steps=steps, cfg=cfg, shift=shift, schedule=schedule,
-            attention=attention, cfg_interval=cfg_interval, image_cond=image_cond, cfg_batch=cfg_batch,
-            step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap,
-            compile_layers=compile,
-        ))
+    def execute(
+        cls,
+        model,
+        text,
+        samples,
+        seed,
+        steps,
+        cfg,
+        shift,
+        schedule,
+        attention,
+        cfg_interval,
+        image_cond=None,
+        cfg_batch=False,
+        step_cache=0.0,
+        step_cache_warmup=3,
+        blocks_to_swap=0,
+        compile=False,
+    ) -> io.NodeOutput:
+        return io.NodeOutput(
+            run_sampler(
+                model,
+                text,
+                samples,
+                seed=seed,
+                steps=steps,
+                cfg=cfg,
+                shift=shift,
+                schedule=schedule,
+                attention=attention,
+                cfg_interval=cfg_interval,
+                image_cond=image_cond,
+                cfg_batch=cfg_batch,
+                step_cache=step_cache,
+                step_cache_warmup=step_cache_warmup,
+                blocks_to_swap=blocks_to_swap,
+                compile_layers=compile,
+            )
+        )
 
 
 NODES = [Sampler]

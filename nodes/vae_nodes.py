@@ -165,7 +165,8 @@ def tile_arguments(tiled: str, tile_size: int, tile_overlap: int) -> dict:
     if tile_overlap >= tile_size:
         raise ValueError(
             f"tile_overlap {tile_overlap} must be smaller than tile_size {tile_size} "
-            f"(at most {tile_size - TILE_STEP}; a quarter of the tile, {tile_size // 4 // TILE_STEP * TILE_STEP}, is typical)"
+            f"(at most {tile_size - TILE_STEP}; a quarter of the tile, "
+            f"{tile_size // 4 // TILE_STEP * TILE_STEP}, is typical)"
         )
     return {"tiled": True, "tile_size": tile_size, "tile_overlap": tile_overlap}
 
@@ -197,8 +198,14 @@ def _progress(total: int):
     return report
 
 
-def decode_latents(handle: VAEHandle, samples: torch.Tensor, *, tiled: str = "auto",
-                   tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> torch.Tensor:
+def decode_latents(
+    handle: VAEHandle,
+    samples: torch.Tensor,
+    *,
+    tiled: str = "auto",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+) -> torch.Tensor:
     """Raw latents ``[B, 48, T, h, w]`` → IMAGE ``[B·F, 16h, 16w, 3]`` float32 0..1 (F = 4(T−1)+1) on the
     intermediate device. Progress per decoded latent frame; Cancel is honoured between frames."""
     samples = check_latents(samples)
@@ -206,8 +213,9 @@ def decode_latents(handle: VAEHandle, samples: torch.Tensor, *, tiled: str = "au
     b, _, t, lh, lw = samples.shape
     out_device = _comfy.intermediate_device()
     patcher = handle.patcher
-    _comfy.load_models([patcher], memory_required=_memory_required(handle, "decode", lh, lw, kwargs),
-                       force_full_load=True)
+    _comfy.load_models(
+        [patcher], memory_required=_memory_required(handle, "decode", lh, lw, kwargs), force_full_load=True
+    )
     try:
         kwargs = _auto_budget(handle, kwargs)
         pixels = handle.vae.decode(samples, progress=_progress(b * t), output_device=out_device, **kwargs)
@@ -241,18 +249,28 @@ def check_images(images) -> torch.Tensor:
         problems.append("the batch is empty")
     elif (n - 1) % geometry.TEMPORAL_COMPRESSION:
         lo, hi = geometry.nearest_valid_frames(n)
-        problems.append(f"{n} frames is not 4k+1 (1, 5, 9, …); nearest valid values: {lo} or {hi} — trim or pad the batch")
+        problems.append(
+            f"{n} frames is not 4k+1 (1, 5, 9, …); nearest valid values: {lo} or {hi} — trim or pad the batch"
+        )
     for name, value in (("height", h), ("width", w)):
         if value < geometry.SPATIAL_MULTIPLE or value % geometry.SPATIAL_MULTIPLE:
             lo, hi = geometry.nearest_valid_sizes(max(int(value), 1))
-            problems.append(f"{name} {value} is not a multiple of {geometry.SPATIAL_MULTIPLE}; nearest valid values: {lo} or {hi}")
+            problems.append(
+                f"{name} {value} is not a multiple of {geometry.SPATIAL_MULTIPLE}; nearest valid values: {lo} or {hi}"
+            )
     if problems:
         raise ValueError("cannot encode these images: " + "; ".join(problems) + " (resize/crop the images first)")
     return images
 
 
-def encode_images(handle: VAEHandle, images: torch.Tensor, *, tiled: str = "auto",
-                  tile_size: int = DEFAULT_TILE_SIZE, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> torch.Tensor:
+def encode_images(
+    handle: VAEHandle,
+    images: torch.Tensor,
+    *,
+    tiled: str = "auto",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+) -> torch.Tensor:
     """IMAGE ``[N, H, W, 3]`` (0..1, one clip of N = 4k+1 frames) → raw latents ``[1, 48, T, H/16, W/16]``
     float32 on the intermediate device (T = (N−1)/4 + 1)."""
     images = check_images(images)
@@ -262,8 +280,9 @@ def encode_images(handle: VAEHandle, images: torch.Tensor, *, tiled: str = "auto
     pixels = pixels.to(torch.float32).mul(2.0).sub(1.0)
     t = (n - 1) // 4 + 1
     patcher = handle.patcher
-    _comfy.load_models([patcher], memory_required=_memory_required(handle, "encode", h // 16, w // 16, kwargs),
-                       force_full_load=True)
+    _comfy.load_models(
+        [patcher], memory_required=_memory_required(handle, "encode", h // 16, w // 16, kwargs), force_full_load=True
+    )
     try:
         kwargs = _auto_budget(handle, kwargs)
         raw = handle.vae.encode(pixels, progress=_progress(t), **kwargs)
@@ -294,10 +313,22 @@ _TILE_OVERLAP_TOOLTIP = (
 def _tile_inputs() -> list:
     return [
         io.Combo.Input("tiled", options=TILED_CHOICES, default="auto", tooltip=_TILED_TOOLTIP),
-        io.Int.Input("tile_size", default=DEFAULT_TILE_SIZE, min=MIN_TILE_SIZE, max=MAX_TILE_SIZE, step=TILE_STEP,
-                     tooltip=_TILE_SIZE_TOOLTIP),
-        io.Int.Input("tile_overlap", default=DEFAULT_TILE_OVERLAP, min=0, max=MAX_TILE_OVERLAP, step=TILE_STEP,
-                     tooltip=_TILE_OVERLAP_TOOLTIP),
+        io.Int.Input(
+            "tile_size",
+            default=DEFAULT_TILE_SIZE,
+            min=MIN_TILE_SIZE,
+            max=MAX_TILE_SIZE,
+            step=TILE_STEP,
+            tooltip=_TILE_SIZE_TOOLTIP,
+        ),
+        io.Int.Input(
+            "tile_overlap",
+            default=DEFAULT_TILE_OVERLAP,
+            min=0,
+            max=MAX_TILE_OVERLAP,
+            step=TILE_STEP,
+            tooltip=_TILE_OVERLAP_TOOLTIP,
+        ),
     ]
 
 
@@ -320,10 +351,20 @@ class VAELoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return node_schema(
-            cls, "C3MoTVAELoader", "VAE Loader", CATEGORY,
-            inputs=[io.Combo.Input("vae_name", options=vae_choices(), tooltip=VAE_NAME_TOOLTIP), dtype_input(DTYPE_TOOLTIP)],
-            outputs=[C3MOT_VAE.Output(display_name="vae", tooltip=(
-                "The Wan 2.2 VAE; connect it to the Cosmos3 MoT VAE Decode/Encode nodes."))],
+            cls,
+            "C3MoTVAELoader",
+            "VAE Loader",
+            CATEGORY,
+            inputs=[
+                io.Combo.Input("vae_name", options=vae_choices(), tooltip=VAE_NAME_TOOLTIP),
+                dtype_input(DTYPE_TOOLTIP),
+            ],
+            outputs=[
+                C3MOT_VAE.Output(
+                    display_name="vae",
+                    tooltip=("The Wan 2.2 VAE; connect it to the Cosmos3 MoT VAE Decode/Encode nodes."),
+                )
+            ],
         )
 
     @classmethod
@@ -338,8 +379,9 @@ def vae_input() -> io.Input:
 
 def _codec_schema(node_class: type, node_id: str, title: str, media: io.Input, output: io.Output) -> io.Schema:
     """VAE Decode / VAE Encode: the VAE, what to convert and the tiling widgets -> the converted media."""
-    return node_schema(node_class, node_id, title, CATEGORY, inputs=[vae_input(), media, *_tile_inputs()],
-                       outputs=[output])
+    return node_schema(
+        node_class, node_id, title, CATEGORY, inputs=[vae_input(), media, *_tile_inputs()], outputs=[output]
+    )
 
 
 class VAEDecode(io.ComfyNode):
@@ -349,17 +391,23 @@ class VAEDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _codec_schema(
-            cls, "C3MoTVAEDecode", "VAE Decode",
-            io.Latent.Input("samples", tooltip="Raw (un-normalized) Wan 2.2 latents, e.g. from the Cosmos3 sampler or "
-                            "Empty Latent."),
-            io.Image.Output(display_name="images", tooltip="Decoded frames [B·F, H, W, 3], values 0..1 (one image for "
-                            "text-to-image)."),
+            cls,
+            "C3MoTVAEDecode",
+            "VAE Decode",
+            io.Latent.Input(
+                "samples", tooltip="Raw (un-normalized) Wan 2.2 latents, e.g. from the Cosmos3 sampler or Empty Latent."
+            ),
+            io.Image.Output(
+                display_name="images",
+                tooltip="Decoded frames [B·F, H, W, 3], values 0..1 (one image for text-to-image).",
+            ),
         )
 
     @classmethod
     def execute(cls, vae, samples, tiled, tile_size, tile_overlap) -> io.NodeOutput:
-        return io.NodeOutput(decode_latents(vae, check_latents(samples), tiled=tiled, tile_size=tile_size,
-                                            tile_overlap=tile_overlap))
+        return io.NodeOutput(
+            decode_latents(vae, check_latents(samples), tiled=tiled, tile_size=tile_size, tile_overlap=tile_overlap)
+        )
 
 
 class VAEEncode(io.ComfyNode):
@@ -369,7 +417,9 @@ class VAEEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _codec_schema(
-            cls, "C3MoTVAEEncode", "VAE Encode",
+            cls,
+            "C3MoTVAEEncode",
+            "VAE Encode",
             io.Image.Input("images", tooltip="Frames of one clip [N, H, W, 3] (N = 1 or 4k+1; H, W multiples of 16)."),
             io.Latent.Output(display_name="samples", tooltip="Raw Wan 2.2 latents [1, 48, T, H/16, W/16] (float32)."),
         )

@@ -231,4 +231,7 @@ def comfy_pack(comfy_stub):
     return pack_under_stub()
 
 
-__all__ = ["comfy_stub", "comfy_pack", "install_comfy_stub", "comfy_api_only", "load_pack_with_v3_api", "pack_under_stub", "ComfyStub", "STUB_DIR"]
+__all__ = [
+    "comfy_stub", "comfy_pack", "install_comfy_stub", "comfy_api_only", "load_pack_with_v3_api", "pack_under_stub",
+    "ComfyStub", "STUB_DIR",
+]

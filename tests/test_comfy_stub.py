@@ -407,7 +407,8 @@ _V3_SCENARIO = textwrap.dedent(
     comfy.cli_args.args.cpu = True  # before comfy.model_management is imported (the node run asks for devices)
     pack = load_pack_as_comfyui(repo, "c3mot_pack_v3_scenario")
     ext = pack.comfy_entrypoint()
-    out["extension"] = [isinstance(ext, ComfyExtension), [c.GET_SCHEMA().node_id for c in asyncio.run(ext.get_node_list())]]
+    node_ids = [c.GET_SCHEMA().node_id for c in asyncio.run(ext.get_node_list())]
+    out["extension"] = [isinstance(ext, ComfyExtension), node_ids]
     for node_id, cls in pack.nodes.NODE_CLASS_MAPPINGS.items():
         info = oi.canonical(cls.GET_NODE_INFO_V1(), dynamic=True)
         v1 = {attr: getattr(cls, attr) for attr in ("RETURN_TYPES", "RETURN_NAMES", "OUTPUT_TOOLTIPS", "OUTPUT_IS_LIST",
@@ -418,8 +419,10 @@ _V3_SCENARIO = textwrap.dedent(
     latent = pack.nodes.NODE_CLASS_MAPPINGS["C3MoTEmptyLatent"]
     clone = latent.PREPARE_CLASS_CLONE({"UNIQUE_ID": "5"})
     result = getattr(clone, latent.FUNCTION)(preset="custom", width=64, height=32, frames=9)
-    out["run"] = [type(result).__name__, list(result.args[0]["samples"].shape), list(result.args[1:]), clone.hidden.unique_id,
-                  latent.hidden is None]
+    out["run"] = [
+        type(result).__name__, list(result.args[0]["samples"].shape), list(result.args[1:]), clone.hidden.unique_id,
+        latent.hidden is None,
+    ]
     print("RESULT" + json.dumps(out, default=str))
     """
 )
@@ -437,10 +440,13 @@ def test_v3_api_stub_matches_real_comfyui(tmp_path):
     repo = Path(__file__).resolve().parent.parent
     args = [str(script), str(repo), str(STUB_DIR / "comfy_api" / "latest" / "_io.py")]
     results = {}
-    for label, python, path, cwd in (("real", _comfyui_python(Path(comfy_dir)), comfy_dir, comfy_dir),
-                                     ("stub", sys.executable, str(STUB_DIR), str(tmp_path))):
-        run = subprocess.run([python, *args], capture_output=True, text=True, cwd=cwd,
-                             env=dict(os.environ, PYTHONPATH=path), timeout=600)
+    for label, python, path, cwd in (
+        ("real", _comfyui_python(Path(comfy_dir)), comfy_dir, comfy_dir),
+        ("stub", sys.executable, str(STUB_DIR), str(tmp_path)),
+    ):
+        run = subprocess.run(
+            [python, *args], capture_output=True, text=True, cwd=cwd, env=dict(os.environ, PYTHONPATH=path), timeout=600
+        )
         assert run.returncode == 0, f"{label}: {run.stderr[-3000:]}"
         results[label] = json.loads(run.stdout.split("RESULT", 1)[1])
     real, stub = results["real"], results["stub"]
@@ -449,8 +455,11 @@ def test_v3_api_stub_matches_real_comfyui(tmp_path):
     problems = []
     for key in ("api", "ComfyExtension", "custom", "extension", "nodes", "run"):
         if isinstance(real[key], dict):
-            problems += [f"{key}/{name}: stub {stub[key].get(name)} != real {real[key][name]}"
-                         for name in real[key] if stub[key].get(name) != real[key][name]]
+            problems += [
+                f"{key}/{name}: stub {stub[key].get(name)} != real {real[key][name]}"
+                for name in real[key]
+                if stub[key].get(name) != real[key][name]
+            ]
         elif stub[key] != real[key]:
             problems.append(f"{key}: stub {stub[key]} != real {real[key]}")
     assert not problems, "\n".join(problems)

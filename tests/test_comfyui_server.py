@@ -128,7 +128,8 @@ def test_object_info_matches_the_v1_snapshot(server):
         if node_id not in info:
             problems.append(f"{node_id}: not served")
             continue
-        problems += oi.differences(oi.canonical(expected, dynamic=True), oi.canonical(info[node_id], dynamic=True), node_id)
+        served = oi.canonical(info[node_id], dynamic=True)
+        problems += oi.differences(oi.canonical(expected, dynamic=True), served, node_id)
     assert not problems, "\n".join(problems)
 
 
@@ -209,9 +210,14 @@ def test_frozen_widget_layout_matches_real_templates():
     from comfyui_server import comfyui_python
 
     probe = subprocess.run(
-        [comfyui_python(Path(COMFYUI_DIR)), "-c",
-         "import comfyui_workflow_templates as t, os; print(os.path.dirname(t.__file__))"],
-        capture_output=True, text=True, timeout=120,
+        [
+            comfyui_python(Path(COMFYUI_DIR)),
+            "-c",
+            "import comfyui_workflow_templates as t, os; print(os.path.dirname(t.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if probe.returncode != 0:
         pytest.skip("comfyui_workflow_templates is not installed in ComfyUI's venv")

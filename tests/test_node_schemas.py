@@ -14,7 +14,6 @@ import json
 
 import object_info as oi
 import pytest
-from comfy_fixtures import comfy_pack, comfy_stub  # noqa: F401
 
 SNAPSHOT = json.loads(oi.SNAPSHOT.read_text())
 CORE_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "LATENT", "MASK"}
@@ -33,7 +32,13 @@ def test_snapshot_comes_from_the_v1_classes():
     seed = nodes["C3MoTSampler"]["input"]["required"]["seed"]
     assert seed == ["INT", {"default": 0, "min": 0, "max": 2**64 - 1, "step": 1, "control_after_generate": True,
                             "tooltip": seed[1]["tooltip"]}]
-    assert nodes["C3MoTSampler"]["input"]["required"]["attention"][0] == ["sdpa", "flash_attn", "flash_attn3", "sage", "comfy"]
+    assert nodes["C3MoTSampler"]["input"]["required"]["attention"][0] == [
+        "sdpa",
+        "flash_attn",
+        "flash_attn3",
+        "sage",
+        "comfy",
+    ]
 
 
 def test_same_nodes_in_the_same_order(mappings):
@@ -52,9 +57,16 @@ def test_object_info_unchanged(mappings, node_id):
 
 def test_canonical_only_unifies_spelling():
     v1 = {"input": {"required": {"a": [["x", "y"], {"default": "y", "tooltip": "t"}]}}, "output": []}
-    v3 = {"input": {"required": {"a": ["COMBO", {"default": "y", "tooltip": "t", "multiselect": False,
-                                                 "options": ["x", "y"]}]}}, "output": [], "api_node": False,
-          "deprecated": False, "experimental": False, "python_module": "custom_nodes.x"}
+    v3 = {
+        "input": {
+            "required": {"a": ["COMBO", {"default": "y", "tooltip": "t", "multiselect": False, "options": ["x", "y"]}]}
+        },
+        "output": [],
+        "api_node": False,
+        "deprecated": False,
+        "experimental": False,
+        "python_module": "custom_nodes.x",
+    }
     assert oi.canonical(v1) == oi.canonical(v3)
     for changed in (["y", "x"], ["x"]):
         v3["input"]["required"]["a"][1]["options"] = changed

@@ -306,13 +306,7 @@ class Cosmos3Transformer(nn.Module):
         return tower
 
     def _batch_rope(
-        self,
-        lengths: tuple[int, ...],
-        frames: int,
-        rows: int,
-        cols: int,
-        fps: float | None,
-        device: torch.device,
+        self, lengths: tuple[int, ...], frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
         dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent RoPE tables: ``[N, hd]`` when every prompt has the same length, else ``[B, N, hd]``.
@@ -344,13 +338,7 @@ class Cosmos3Transformer(nn.Module):
         return embedder(sinusoid.to(embedder.linear_1.weight.dtype))
 
     def _gen_rope(
-        self,
-        text_len: int,
-        frames: int,
-        rows: int,
-        cols: int,
-        fps: float | None,
-        device: torch.device,
+        self, text_len: int, frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
         dtype: torch.dtype,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config

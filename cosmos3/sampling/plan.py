@@ -193,15 +193,8 @@ def resolve_sampling_plan(
     if schedule == "distilled" and resolved_guidance != 1.0:
         warnings.append(f"cfg {resolved_guidance:g} with a distilled checkpoint: its guidance is baked in (use 1.0)")
     return SamplingPlan(
-        mode=mode,
-        geometry=geometry,
-        steps=resolved_steps,
-        guidance=resolved_guidance,
-        shift=resolved_shift,
-        schedule=schedule,
-        guidance_interval=interval,
-        defaults=defaults,
-        chosen=tuple(chosen),
+        mode=mode, geometry=geometry, steps=resolved_steps, guidance=resolved_guidance, shift=resolved_shift,
+        schedule=schedule, guidance_interval=interval, defaults=defaults, chosen=tuple(chosen),
         warnings=tuple(warnings),
     )
 

@@ -214,16 +214,8 @@ def format_prompts(
     is_image = geometry.is_image
     if style == "diffusers":
         return _format_diffusers(
-            prompt,
-            negative_prompt,
-            num_frames=num_frames,
-            height=height,
-            width=width,
-            fps=fps,
-            negative_metadata=negative_metadata,
-            use_system_prompt=use_system_prompt,
-            add_duration=add_duration,
-            add_resolution=add_resolution,
+            prompt, negative_prompt, geometry, negative_metadata=negative_metadata,
+            use_system_prompt=use_system_prompt, add_duration=add_duration, add_resolution=add_resolution,
         )
 
     mode = "same" if negative_metadata is None else negative_metadata
@@ -270,11 +262,8 @@ def format_prompts(
 def _format_diffusers(
     prompt: str,
     negative_prompt: str | None,
+    geometry: Geometry,
     *,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float,
     negative_metadata: str | None,
     use_system_prompt: bool | None,
     add_duration: bool,
@@ -282,7 +271,8 @@ def _format_diffusers(
 ) -> FormattedPrompts:
     if negative_metadata not in (None, "inverse"):
         raise PromptError(f"the diffusers style only supports negative_metadata 'inverse', got {negative_metadata!r}")
-    is_image = num_frames == 1
+    num_frames, height, width, fps = geometry.frames, geometry.height, geometry.width, geometry.fps
+    is_image = geometry.is_image
 
     def apply(text: str, negative: bool) -> str:
         if not is_image and add_duration:

@@ -15,7 +15,7 @@ from . import _io as io
 class ComfyExtension(ABC):
     """A pack's V3 entry: ComfyUI awaits :meth:`get_node_list` and registers each class under its node id."""
 
-    async def on_load(self) -> None:
+    async def on_load(self) -> None:  # noqa: B027 (optional hook, like ComfyUI's: not abstract)
         """Called once when the extension is loaded (nothing by default)."""
 
     @abstractmethod

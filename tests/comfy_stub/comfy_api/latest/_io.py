@@ -160,7 +160,8 @@ def comfytype(io_type: str, **kwargs):
         for part in ("Input", "Output"):
             base = getattr(cls, part, None)
             if base is not None:
-                setattr(cls, part, type(base.__name__, (base,), {"Parent": cls, "__qualname__": f"{cls.__name__}.{part}"}))
+                namespace = {"Parent": cls, "__qualname__": f"{cls.__name__}.{part}"}
+                setattr(cls, part, type(base.__name__, (base,), namespace))
         return cls
 
     return bind
@@ -181,9 +182,19 @@ class Boolean(ComfyTypeIO):
     Type = bool
 
     class Input(WidgetInput):
-        def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
-                     default: bool = None, label_on: str = None, label_off: str = None, socketless: bool = None,
-                     force_input: bool = None):
+        def __init__(
+            self,
+            id: str,
+            display_name: str = None,
+            optional=False,
+            tooltip: str = None,
+            lazy: bool = None,
+            default: bool = None,
+            label_on: str = None,
+            label_off: str = None,
+            socketless: bool = None,
+            force_input: bool = None,
+        ):
             super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
             self.label_on = label_on
             self.label_off = label_off
@@ -197,21 +208,37 @@ class Int(ComfyTypeIO):
     Type = int
 
     class Input(WidgetInput):
-        def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
-                     default: int = None, min: int = None, max: int = None, step: int = None,
-                     control_after_generate: bool = None, display_mode: NumberDisplay = None, socketless: bool = None,
-                     force_input: bool = None):
+        def __init__(
+            self,
+            id: str,
+            display_name: str = None,
+            optional=False,
+            tooltip: str = None,
+            lazy: bool = None,
+            default: int = None,
+            min: int = None,
+            max: int = None,
+            step: int = None,
+            control_after_generate: bool = None,
+            display_mode: NumberDisplay = None,
+            socketless: bool = None,
+            force_input: bool = None,
+        ):
             super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
             self.min, self.max, self.step = min, max, step
             self.control_after_generate = control_after_generate
             self.display_mode = display_mode
 
         def as_dict(self) -> dict:
-            return super().as_dict() | _without_none({
-                "min": self.min, "max": self.max, "step": self.step,
-                "control_after_generate": self.control_after_generate,
-                "display": self.display_mode.value if self.display_mode else None,
-            })
+            return super().as_dict() | _without_none(
+                {
+                    "min": self.min,
+                    "max": self.max,
+                    "step": self.step,
+                    "control_after_generate": self.control_after_generate,
+                    "display": self.display_mode.value if self.display_mode else None,
+                }
+            )
 
 
 @comfytype(io_type="FLOAT")
@@ -219,19 +246,36 @@ class Float(ComfyTypeIO):
     Type = float
 
     class Input(WidgetInput):
-        def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
-                     default: float = None, min: float = None, max: float = None, step: float = None,
-                     round: float = None, display_mode: NumberDisplay = None, socketless: bool = None,
-                     force_input: bool = None):
+        def __init__(
+            self,
+            id: str,
+            display_name: str = None,
+            optional=False,
+            tooltip: str = None,
+            lazy: bool = None,
+            default: float = None,
+            min: float = None,
+            max: float = None,
+            step: float = None,
+            round: float = None,
+            display_mode: NumberDisplay = None,
+            socketless: bool = None,
+            force_input: bool = None,
+        ):
             super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
             self.min, self.max, self.step, self.round = min, max, step, round
             self.display_mode = display_mode
 
         def as_dict(self) -> dict:
-            return super().as_dict() | _without_none({
-                "min": self.min, "max": self.max, "step": self.step, "round": self.round,
-                "display": self.display_mode,
-            })
+            return super().as_dict() | _without_none(
+                {
+                    "min": self.min,
+                    "max": self.max,
+                    "step": self.step,
+                    "round": self.round,
+                    "display": self.display_mode,
+                }
+            )
 
 
 @comfytype(io_type="STRING")
@@ -239,18 +283,33 @@ class String(ComfyTypeIO):
     Type = str
 
     class Input(WidgetInput):
-        def __init__(self, id: str, display_name: str = None, optional=False, tooltip: str = None, lazy: bool = None,
-                     multiline=False, placeholder: str = None, default: str = None, dynamic_prompts: bool = None,
-                     socketless: bool = None, force_input: bool = None):
+        def __init__(
+            self,
+            id: str,
+            display_name: str = None,
+            optional=False,
+            tooltip: str = None,
+            lazy: bool = None,
+            multiline=False,
+            placeholder: str = None,
+            default: str = None,
+            dynamic_prompts: bool = None,
+            socketless: bool = None,
+            force_input: bool = None,
+        ):
             super().__init__(id, display_name, optional, tooltip, lazy, default, socketless, None, force_input)
             self.multiline = multiline
             self.placeholder = placeholder
             self.dynamic_prompts = dynamic_prompts
 
         def as_dict(self) -> dict:
-            return super().as_dict() | _without_none({
-                "multiline": self.multiline, "placeholder": self.placeholder, "dynamicPrompts": self.dynamic_prompts,
-            })
+            return super().as_dict() | _without_none(
+                {
+                    "multiline": self.multiline,
+                    "placeholder": self.placeholder,
+                    "dynamicPrompts": self.dynamic_prompts,
+                }
+            )
 
 
 @comfytype(io_type="COMBO")
@@ -260,10 +319,21 @@ class Combo(ComfyTypeIO):
     class Input(WidgetInput):
         """A drop-down: V1 shows it as ``("COMBO", {"options": [...], "multiselect": False, ...})``."""
 
-        def __init__(self, id: str, options: list[str] | list[int] | type[Enum] = None, display_name: str = None,
-                     optional=False, tooltip: str = None, lazy: bool = None, default: str | int | Enum = None,
-                     control_after_generate: bool = None, upload: UploadType = None, image_folder: FolderType = None,
-                     remote=None, socketless: bool = None):
+        def __init__(
+            self,
+            id: str,
+            options: list[str] | list[int] | type[Enum] = None,
+            display_name: str = None,
+            optional=False,
+            tooltip: str = None,
+            lazy: bool = None,
+            default: str | int | Enum = None,
+            control_after_generate: bool = None,
+            upload: UploadType = None,
+            image_folder: FolderType = None,
+            remote=None,
+            socketless: bool = None,
+        ):
             if isinstance(options, type) and issubclass(options, Enum):
                 options = [member.value for member in options]
             if isinstance(default, Enum):
@@ -277,19 +347,28 @@ class Combo(ComfyTypeIO):
             self.remote = remote
 
         def as_dict(self) -> dict:
-            return super().as_dict() | _without_none({
-                "multiselect": self.multiselect, "options": self.options,
-                "control_after_generate": self.control_after_generate,
-                **({self.upload.value: True} if self.upload is not None else {}),
-                "image_folder": self.image_folder.value if self.image_folder else None,
-                "remote": self.remote.as_dict() if self.remote else None,
-            })
+            return super().as_dict() | _without_none(
+                {
+                    "multiselect": self.multiselect,
+                    "options": self.options,
+                    "control_after_generate": self.control_after_generate,
+                    **({self.upload.value: True} if self.upload is not None else {}),
+                    "image_folder": self.image_folder.value if self.image_folder else None,
+                    "remote": self.remote.as_dict() if self.remote else None,
+                }
+            )
 
     class Output(Output):
         """An output carrying a choice list (its type is the list itself)."""
 
-        def __init__(self, id: str = None, display_name: str = None, options: list[str] = None, tooltip: str = None,
-                     is_output_list=False):
+        def __init__(
+            self,
+            id: str = None,
+            display_name: str = None,
+            options: list[str] = None,
+            tooltip: str = None,
+            is_output_list=False,
+        ):
             super().__init__(id, display_name, tooltip, is_output_list)
             self.options = options if options is not None else []
 
@@ -329,8 +408,16 @@ class Hidden(str, Enum):
 class HiddenHolder:
     """``cls.hidden`` while a node runs: the hidden values it asked for (any other name reads ``None``)."""
 
-    def __init__(self, unique_id: str, prompt: Any, extra_pnginfo: Any, dynprompt: Any, auth_token_comfy_org: str,
-                 api_key_comfy_org: str, **kwargs):
+    def __init__(
+        self,
+        unique_id: str,
+        prompt: Any,
+        extra_pnginfo: Any,
+        dynprompt: Any,
+        auth_token_comfy_org: str,
+        api_key_comfy_org: str,
+        **kwargs,
+    ):
         self.unique_id = unique_id
         self.prompt = prompt
         self.extra_pnginfo = extra_pnginfo
@@ -469,7 +556,7 @@ class NodeOutput:
         return self.args if self.args else None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NodeOutput":
+    def from_dict(cls, data: dict[str, Any]) -> NodeOutput:
         return cls(*data.get("result", ()), ui=data.get("ui"), expand=data.get("expand"))
 
     def __getitem__(self, index) -> Any:
@@ -547,7 +634,7 @@ class ComfyNode:
         return _normalized(cls, await cls.execute(*args, **kwargs))
 
     @classmethod
-    def PREPARE_CLASS_CLONE(cls, hidden_inputs: dict) -> type["ComfyNode"]:  # noqa: N802
+    def PREPARE_CLASS_CLONE(cls, hidden_inputs: dict) -> type[ComfyNode]:  # noqa: N802
         """A throw-away subclass carrying this run's hidden values (the real class is never modified)."""
         clone = type(cls.__name__, (cls,), {})
         clone.hidden = HiddenHolder.from_dict(hidden_inputs)
@@ -596,7 +683,29 @@ class ComfyNode:
 
 
 __all__ = [
-    "FolderType", "UploadType", "NumberDisplay", "comfytype", "Custom", "Input", "WidgetInput", "Output",
-    "ComfyTypeI", "ComfyTypeIO", "Boolean", "Int", "Float", "String", "Combo", "Image", "Mask", "Latent",
-    "HiddenHolder", "Hidden", "NodeInfoV1", "Schema", "ComfyNode", "NodeOutput", "add_to_dict_v1",
+    "FolderType",
+    "UploadType",
+    "NumberDisplay",
+    "comfytype",
+    "Custom",
+    "Input",
+    "WidgetInput",
+    "Output",
+    "ComfyTypeI",
+    "ComfyTypeIO",
+    "Boolean",
+    "Int",
+    "Float",
+    "String",
+    "Combo",
+    "Image",
+    "Mask",
+    "Latent",
+    "HiddenHolder",
+    "Hidden",
+    "NodeInfoV1",
+    "Schema",
+    "ComfyNode",
+    "NodeOutput",
+    "add_to_dict_v1",
 ]
