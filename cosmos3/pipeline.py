@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,14 @@ from .vae.model import WanVAE
 from .variants import Variant, variant_from_config
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
+
+UNGUARDED_WARNING = (
+    "Cosmos3Pipeline.generate() was called with guardrail=None: no guardrail checks ran (no prompt check, "
+    "no check or face blur of the generated frames). To enable them, build a guardrail with "
+    "guardrails.Guardrail.from_config(guardrails.GuardrailConfig(...)) and pass it as generate(..., "
+    "guardrail=...). The Cosmos3 model licence may require these guardrails. "
+    "(This warning is shown once per pipeline.)"
+)
 
 
 def latents_to_frames(pixels: torch.Tensor) -> torch.Tensor:
@@ -84,6 +93,7 @@ class Cosmos3Pipeline:
         self.prompt_cache = prompt_cache
         self.cfg_batch = False
         self.step_cache: StepCache | None = None
+        self._warned_unguarded = False
 
     @classmethod
     def from_pretrained(
@@ -210,7 +220,8 @@ class Cosmos3Pipeline:
         framework defaults for the mode and checkpoint (:meth:`defaults`); ``strict_sizes`` refuses sizes outside
         the variant's trained envelope. ``schedule`` is one of :data:`cosmos3.sampling.schedulers.SCHEDULES`.
         ``callback(step, total, latents)`` runs after every step; an exception it raises stops generation.
-        ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last.
+        ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last; without one
+        the first unguarded call on this pipeline emits a :class:`UserWarning` (:data:`UNGUARDED_WARNING`).
         ``return_latents`` returns the normalised latents instead of decoding them.
         """
         info = self.info
@@ -226,6 +237,9 @@ class Cosmos3Pipeline:
 
         if guardrail is not None:
             guardrail.ensure_prompt_safe(prompt)
+        elif not self._warned_unguarded:
+            self._warned_unguarded = True
+            warnings.warn(UNGUARDED_WARNING, UserWarning, stacklevel=2)
         encoded = self.encode_prompt(
             prompt,
             negative_prompt,

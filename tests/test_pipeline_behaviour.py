@@ -188,3 +188,42 @@ def test_distilled_checkpoint_runs_its_fixed_four_steps(checkpoint, tmp_path):
     assert frames.shape == (1, 32, 32, 3) and seen == [4, 4, 4, 4]  # defaults: 4 steps, guidance 1, no negative
     with pytest.raises(SamplerConfigError, match="fixed step count of 4"):
         pipe.generate("a cat", num_frames=1, height=32, width=32, steps=8)
+
+
+class _PassGuardrail:
+    """Stand-in for guardrails.Guardrail: passes every prompt and returns the frames unchanged."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def ensure_prompt_safe(self, prompt):
+        self.prompts.append(prompt)
+
+    def check_images(self, frames):
+        return frames, "ok"
+
+
+def test_unguarded_generation_warns_once_per_pipeline(pipe):
+    import warnings
+
+    from cosmos3.pipeline import UNGUARDED_WARNING
+
+    fresh = Cosmos3Pipeline(pipe.transformer, pipe.vae, pipe.tokenizer, pipe.info)
+    kwargs = dict(num_frames=1, height=32, width=32, return_latents=True, **FAST)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the once-only logic must be ours, not the warnings registry's
+        guard = _PassGuardrail()
+        fresh.generate("a cat", guardrail=guard, **kwargs)
+        assert guard.prompts == ["a cat"] and caught == []  # guarded: no warning
+        fresh.generate("a cat", **kwargs)
+        first = [w for w in caught if issubclass(w.category, UserWarning)]
+        assert len(first) == 1 and str(first[0].message) == UNGUARDED_WARNING
+        assert first[0].filename == __file__  # points at the caller
+        message = str(first[0].message)
+        assert "no guardrail checks ran" in message
+        assert "guardrails.Guardrail.from_config(" in message and "licence" in message
+        fresh.generate("a cat", **kwargs)
+        assert len(caught) == 1  # second unguarded call on the same pipeline: silent
+    other = Cosmos3Pipeline(pipe.transformer, pipe.vae, pipe.tokenizer, pipe.info)
+    with pytest.warns(UserWarning, match="no guardrail checks ran"):
+        other.generate("a cat", **kwargs)  # another pipeline warns on its own
