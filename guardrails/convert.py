@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -64,15 +65,34 @@ def load_pickled_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _file_mode() -> int:
+    """The mode an ordinary new file gets: ``0o666`` less the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _save(state: Mapping[str, torch.Tensor], dst: Path, source: Path, kind: str) -> Path:
+    """Write ``state`` to ``dst`` atomically (temp file beside it, then ``os.replace``).
+
+    safetensors creates its output with mode 0600 and ``mkstemp`` does too, so the temp file is given the
+    permissions of an ordinary new file (``0o666 & ~umask``) before it is renamed onto ``dst``.
+    """
     from safetensors.torch import save_file
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
     tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
-    save_file(tensors, str(tmp), metadata={"format": "pt", "converted_from": source.name, "kind": kind})
-    os.replace(tmp, dst)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "converted_from": source.name, "kind": kind})
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return dst
 
 

@@ -221,3 +221,45 @@ def test_safety_filter_conversion(tmp_path):
     assert dst.name == "safety_filter.safetensors"
     loaded = SafetyHead.from_safetensors(dst)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), head.state_dict().values()))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], ids=lambda m: f"umask{m:03o}")
+def test_converted_files_get_ordinary_permissions(tmp_path, umask):
+    """safetensors (and mkstemp) create files 0600; the converted file must get 0o666 & ~umask, atomically."""
+    import os
+    import stat
+
+    head = SafetyHead()
+    src = tmp_path / "safety_filter.pt"
+    torch.save({"model": {"network." + k: v for k, v in head.state_dict().items()}}, src)
+    dst = tmp_path / "out" / "safety_filter.safetensors"
+    old = os.umask(umask)
+    try:
+        first = convert_safety_filter(src, dst)
+        dst.chmod(0o600)  # an existing file is replaced, not reused: the new file gets the fresh mode
+        second = convert_safety_filter(src, dst)
+    finally:
+        os.umask(old)
+    assert first == second == dst
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in dst.parent.iterdir()) == [dst.name]  # no temp file left behind
+    SafetyHead.from_safetensors(dst)
+
+
+def test_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    head = SafetyHead()
+    src = tmp_path / "safety_filter.pt"
+    torch.save({"model": {"network." + k: v for k, v in head.state_dict().items()}}, src)
+    out = tmp_path / "out"
+
+    def broken_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        convert_safety_filter(src, out / "safety_filter.safetensors")
+    assert list(out.iterdir()) == []
