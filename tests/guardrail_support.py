@@ -14,8 +14,14 @@ import torch
 
 WORDNET_LEMMAS = (
     "knife", "woman", "gun", "glass", "box", "church", "fly", "zorblax", "mouse", "bus", "lens", "baz", "quuxfang",
+    # as real WordNet 3.0 lists them: the nouns behind the blocklist false-positive cases (test_guardrails_text)
+    "lense", "x", "close-up", "camera", "damage", "zebra", "stripe", "strip", "shelf", "spice", "space", "heroine",
+    "heroin", "ass", "terrorist", "bastard", "fate", "hive", "hives", "ganges", "jape", "spike", "cummings", "poem",
+    "sunlight", "canopy", "crane", "beam", "river", "heron", "reed", "bee", "fence", "parking",
 )
-WORDNET_EXCEPTIONS = ("knives knife", "women woman", "mice mouse", "foos bar", "foos baz")
+WORDNET_EXCEPTIONS = ("knives knife", "women woman", "mice mouse", "foos bar", "foos baz", "shelves shelf")
+# Verbs only (not nouns) in real WordNet; they make the word "known" although the noun lookup finds nothing.
+WORDNET_VERBS = ("kill", "assess", "penetrate", "erect", "niggle", "menstruate", "wade")
 _HEADER = "  1 This software and database is being provided for testing only\n"
 
 
@@ -24,7 +30,7 @@ def write_fake_wordnet(root: Path) -> Path:
     wn = Path(root) / "corpora" / "wordnet"
     wn.mkdir(parents=True, exist_ok=True)
     (wn / "index.noun").write_text(_HEADER + "".join(f"{w} n 1 0 1 0 00000001\n" for w in WORDNET_LEMMAS))
-    (wn / "index.verb").write_text(_HEADER + "kill v 1 0 1 0 00000001\n")
+    (wn / "index.verb").write_text(_HEADER + "".join(f"{w} v 1 0 1 0 00000001\n" for w in WORDNET_VERBS))
     (wn / "index.adj").write_text(_HEADER)
     (wn / "index.adv").write_text(_HEADER)
     (wn / "noun.exc").write_text("".join(line + "\n" for line in WORDNET_EXCEPTIONS))

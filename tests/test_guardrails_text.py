@@ -7,7 +7,7 @@ import zipfile
 import better_profanity
 import nltk
 import pytest
-from guardrail_support import WORDNET_LEMMAS, write_fake_wordnet
+from guardrail_support import WORDNET_LEMMAS, WORDNET_VERBS, write_fake_wordnet
 
 from guardrails.text.blocklist import BlocklistChecker, builtin_words, tokenize
 from guardrails.text.lemmatize import NounLemmatizer, WordNetError, find_wordnet
@@ -165,7 +165,9 @@ def test_wordnet_parity_with_nltk(tmp_path, monkeypatch):
     ours = NounLemmatizer.from_wordnet(root / "corpora" / "wordnet")
     theirs = WordNetLemmatizer()
     words = ["knives", "women", "guns", "glasses", "boxes", "churches", "flies", "zorblaxes", "mice", "buses",
-             "lenses", "cats", "foos", "gun", "s", "ies", "lens", "quuxfangs"] + list(WORDNET_LEMMAS)
+             "lenses", "cats", "foos", "gun", "s", "ies", "xes", "lens", "quuxfangs", "stripes", "spices", "spaces",
+             "heroines", "assess", "shelves", "terrorists", "hives", "ganges", "fates", "penetrates", "milfs"]
+    words += list(WORDNET_LEMMAS) + list(WORDNET_VERBS)
     assert [ours.lemmatize(w) for w in words] == [theirs.lemmatize(w) for w in words]
 
 
@@ -202,3 +204,89 @@ def test_data_free_fallback():
     assert checker.lemmatizer.source.startswith("rules")
     assert checker.find("Two KNIVES.").kind == "lemmatised"
     assert checker.find("zorblaxes!").kind == "lemmatised"
+
+
+# -- false positives of the blocklist-aware lemmatiser (better_profanity's built-in list) ----------
+# Benign words and phrases that contain, or look like an inflection of, a built-in list word ("len",
+# "asses", "strip", "spic", "spac", "heroin", "erect", "niggle", "penetrate", "cumming", "gang", "hiv",
+# "fat", "jap", "spik", "wad", ...). Found by running the lemmatiser over an English word list (wamerican)
+# with the built-in list, against real WordNet 3.0 and without WordNet. The reference (NLTK's
+# WordNetLemmatizer, then the same matching) blocks none of them.
+BENIGN = [
+    "a close-up through a camera lens",
+    "assess the damage",
+    "a zebra with black stripes",
+    "a shelf of spices",
+    "parking spaces",
+    "heroines",
+    "two camera lenses",
+    "shelves full of spices",
+    "sunlight penetrates the canopy",
+    "a crane erects a steel beam",
+    "small niggles",
+    "poems by e. e. cummings",
+    "the fates",
+    "the river ganges",
+    "bee hives",
+    "playful japes",
+    "spikes on a fence",
+    "a heron wades through the reeds",
+    "she menstruates",
+]
+# Listed words in inflected or obfuscated form that must still be caught (both with and without WordNet).
+BLOCKED = [
+    "terrorists",
+    "TERRORISTS!",
+    "two ｔｅｒｒｏｒｉｓｔｓ",  # full-width
+    "térrorists",  # accents
+    "tërrörists",
+    "terror\u200bists",  # zero-width space
+    "bastards",  # WordNet knows it: its answer is a listed word
+    "bástards",
+    "heroins",  # while "heroines" passes
+    "milfs",  # unknown to WordNet: blocklist-aware fallback
+    "ｍｉｌｆｓ",
+]
+
+
+@pytest.fixture(scope="module", params=["wordnet", "no wordnet"])
+def builtin_checker(request, wordnet):
+    lemmatizer = wordnet if request.param == "wordnet" else NounLemmatizer.rules_only()
+    return BlocklistChecker(builtin_words() + ["terrorist"], lemmatizer=lemmatizer)
+
+
+@pytest.mark.parametrize("prompt", BENIGN)
+def test_builtin_list_benign_words(builtin_checker, prompt):
+    assert builtin_checker.find(prompt) is None, (prompt, builtin_checker.lemmatized_text(prompt))
+
+
+@pytest.mark.parametrize("prompt", BLOCKED)
+def test_builtin_list_inflected_words_blocked(builtin_checker, prompt):
+    match = builtin_checker.find(prompt)
+    assert match is not None and match.kind == "lemmatised", (prompt, match)
+
+
+def test_wordnet_answer_wins_over_blocklist_candidates(wordnet):
+    known = {"len", "asses", "strip", "spic", "spac", "heroin", "penetrate", "terrorist", "milf"}
+    # WordNet knows these words (noun lookup, or as a verb): its answer is used even when a rule output is listed
+    assert [wordnet.lemmatize(w, known) for w in ("lens", "stripes", "spices", "spaces", "heroines")] == [
+        "lens", "stripe", "spice", "space", "heroine"
+    ]
+    assert wordnet.knows("assess") and wordnet.lemmatize("assess", known) == "assess"
+    assert wordnet.knows("penetrates") and wordnet.lemmatize("penetrates", known) == "penetrates"
+    assert wordnet.lemmatize("terrorists", known) == "terrorist"
+    # unknown to WordNet: the blocklist-aware fallback
+    assert not wordnet.knows("milfs") and wordnet.lemmatize("milfs", known) == "milf"
+    assert wordnet.lemmatize("milfs") == "milfs"  # plain lookup (NLTK's answer)
+
+
+def test_fallback_takes_only_regular_plurals():
+    rules = NounLemmatizer.rules_only()
+    known = {"len", "asses", "strip", "spic", "spac", "heroin", "terrorist", "zorblax", "glorp", "bastard"}
+    assert rules.fallback_candidates("stripes") == ["stripe"]  # no es→"" rule
+    assert rules.fallback_candidates("assess") == []  # a word ending in "ss" is no plural
+    for word in ("stripes", "spices", "spaces", "heroines", "assess", "lens"):
+        assert rules.lemmatize(word, known) == word
+    assert [rules.lemmatize(w, known) for w in ("terrorists", "heroins", "zorblaxes", "glorps", "bastards")] == [
+        "terrorist", "heroin", "zorblax", "glorp", "bastard"
+    ]
