@@ -12,7 +12,7 @@ from cosmos3.files.safetensors import CheckpointError
 from cosmos3.geometry import Geometry
 from cosmos3.pipeline import Cosmos3Pipeline
 from cosmos3.sampling.conditioning import ImageCondition, encode_image_condition, preprocess_image
-from cosmos3.sampling.loop import sample
+from cosmos3.sampling.loop import NonFiniteLatentsError, sample
 from cosmos3.sampling.schedulers import SamplerConfigError, make_sampler
 from cosmos3.text.tokenizer import TokenizerError
 
@@ -227,3 +227,11 @@ def test_unguarded_generation_warns_once_per_pipeline(pipe):
     other = Cosmos3Pipeline(pipe.transformer, pipe.vae, pipe.tokenizer, pipe.info)
     with pytest.warns(UserWarning, match="no guardrail checks ran"):
         other.generate("a cat", **kwargs)  # another pipeline warns on its own
+
+
+def test_non_finite_weights_fail_clearly_instead_of_a_black_video(checkpoint):
+    broken = Cosmos3Pipeline.from_pretrained(checkpoint, dtype=torch.float32)
+    with torch.no_grad():
+        broken.transformer.gen_tower.proj_out.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteLatentsError, match="non-finite latents \\(NaN or Inf\\) at step 1 of 2"):
+        broken.generate("a cat", num_frames=1, height=32, width=32, **FAST)

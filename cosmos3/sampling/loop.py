@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import Cosmos3Error
 from ..geometry import Geometry
 from ..model.transformer import BatchedTextKV, Cosmos3Transformer
 from ..runtime.step_cache import StepCache
@@ -16,6 +17,10 @@ from .conditioning import ImageCondition
 from .samplers import FlowSampler, draw_noise
 
 MAX_GUIDANCE = 100.0
+
+
+class NonFiniteLatentsError(Cosmos3Error):
+    """Sampling produced NaN or infinite latents (broken weights, or an overflow in a half-precision dtype)."""
 
 
 @dataclass
@@ -185,6 +190,12 @@ def sample(
             latents = sampler.step(v, index, latents, generator=generator)
             if condition is not None and reanchor_condition:
                 latents = reanchor(latents, clean, mask)
+            if not bool(torch.isfinite(latents).all()):
+                raise NonFiniteLatentsError(
+                    f"sampling produced non-finite latents (NaN or Inf) at step {index + 1} of {total}; the result "
+                    "would be a black or garbage video. Check the checkpoint for NaN/Inf weights, or run in bf16/fp32 "
+                    "instead of fp16 (overflow)."
+                )
             if callback is not None:
                 callback(StepInfo(index, total, float(timestep), latents.float(), denoised))
     finally:  # free what only sampling needed (the VAE decode wants the room)
