@@ -235,3 +235,37 @@ def test_non_finite_weights_fail_clearly_instead_of_a_black_video(checkpoint):
         broken.transformer.gen_tower.proj_out.bias.fill_(float("nan"))
     with pytest.raises(NonFiniteLatentsError, match="non-finite latents \\(NaN or Inf\\) at step 1 of 2"):
         broken.generate("a cat", num_frames=1, height=32, width=32, **FAST)
+
+
+def test_sixteen_bit_greyscale_images_are_scaled_not_clipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from cosmos3.files.media import read_image
+    from cosmos3.sampling.conditioning import image_to_tensor
+
+    ramp = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)  # 16-bit greyscale, dark to white
+    path = tmp_path / "grey16.png"
+    Image.fromarray(ramp).save(path)
+    with Image.open(path) as raw:
+        assert raw.mode in ("I", "I;16")  # PIL's own convert("RGB") would clip this at 255
+        direct = image_to_tensor(raw)
+    loaded = image_to_tensor(read_image(path))
+    expected = torch.from_numpy(np.round(ramp / 65535.0 * 255.0)).float()
+    for x in (direct, loaded):
+        assert x.shape == (1, 3, 8, 8)
+        torch.testing.assert_close(x[0, 0], expected, rtol=0, atol=0)
+        assert torch.equal(x[0, 0], x[0, 2])
+    assert loaded.mean().item() == pytest.approx(127.5, abs=1.0)  # mid-grey on average, not nearly white
+
+
+def test_heavy_upscaling_or_cropping_of_the_condition_is_reported():
+    with pytest.warns(UserWarning, match="up-scaled 4.0x"):
+        preprocess_image(torch.rand(8, 8, 3), 32, 32)
+    with pytest.warns(UserWarning, match="50% of it is cropped away"):
+        preprocess_image(torch.rand(20, 40, 3), 32, 32)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preprocess_image(torch.rand(48, 64, 3), 48, 64)  # same size: no warning

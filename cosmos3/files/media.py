@@ -12,6 +12,24 @@ import numpy as np
 import torch
 
 OUTPUT_FORMATS = (".mp4", ".png", ".webp", ".npy")
+_WIDE_INTEGER_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16/32-bit greyscale (e.g. 16-bit PNG)
+
+
+def pil_to_rgb(image: object) -> object:
+    """A PIL image of any mode -> an 8-bit RGB PIL image, scaling wide integer modes instead of clipping them.
+
+    PIL's own ``convert("RGB")`` clips 16-bit greyscale (mode ``I;16``/``I``) at 255, which turns a 16-bit PNG
+    almost white; here such values are scaled from their bit depth (0..65535, or 0..2**32-1 when larger
+    values occur) to 0..255. Every other mode (palette, RGBA, LA, CMYK, ...) goes through ``convert("RGB")``.
+    """
+    from PIL import Image
+
+    if image.mode not in _WIDE_INTEGER_MODES:
+        return image.convert("RGB")  # a loaded copy even for RGB (the caller may close the file)
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if values.max(initial=0) <= 65535 else float(2**32 - 1)
+    grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey] * 3, axis=-1), mode="RGB")
 
 
 def check_output_path(path: str | Path, num_frames: int | None = None) -> Path:
@@ -115,7 +133,7 @@ def read_image(path: str | Path) -> object:
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return pil_to_rgb(img)
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"{path}: not a readable image ({exc})") from None
 

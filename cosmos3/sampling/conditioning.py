@@ -9,6 +9,7 @@ pixel frames gives exactly the latents that encoding a full padded clip would gi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..files.media import pil_to_rgb
 from ..geometry import Geometry
 
 VIDEO_KEEP = ("first", "last")
@@ -70,8 +72,8 @@ def image_to_tensor(image: Any) -> torch.Tensor:
     ``[H, W, 3]`` / ``[1, H, W, 3]`` (ComfyUI IMAGE, float 0..1) or ``[3, H, W]`` / ``[1, 3, H, W]``
     (float in 0..1 or -1..1, or uint8).
     """
-    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
-        image = np.array(image.convert("RGB"), copy=True)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL (16-bit greyscale scaled, not clipped)
+        image = np.array(pil_to_rgb(image), copy=True)
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.array(image, copy=True))
     if not isinstance(image, torch.Tensor):
@@ -99,6 +101,28 @@ def image_to_tensor(image: Any) -> torch.Tensor:
     return x.unsqueeze(0)
 
 
+UPSCALE_WARNING = 2.0  # the condition image is enlarged more than this -> a blurry first frame
+CROP_WARNING = 0.25  # more than this share of the resized image is cut away -> the framing changes
+
+
+def _warn_if_degraded(src_w: int, src_h: int, width: int, height: int, scale: float, new_w: int, new_h: int) -> None:
+    """Say (``warnings.warn``) when covering ``width x height`` enlarges the image a lot or crops much of it."""
+    if scale > UPSCALE_WARNING:
+        warnings.warn(
+            f"the conditioning image ({src_w}x{src_h}) is up-scaled {scale:.1f}x to cover {width}x{height}; "
+            "expect a soft first frame (use an image at least as large as the video)",
+            stacklevel=3,
+        )
+    cropped = 1.0 - (width * height) / (new_w * new_h)
+    if cropped > CROP_WARNING:
+        warnings.warn(
+            f"the conditioning image ({src_w}x{src_h}) has another aspect ratio than the video ({width}x{height}): "
+            f"{cropped:.0%} of it is cropped away (centre crop); pick a video size with the image's aspect ratio "
+            "to keep all of it",
+            stacklevel=3,
+        )
+
+
 def preprocess_image(image: Any, height: int, width: int) -> torch.Tensor:
     """Cover-resize (bilinear, antialias) + centre crop to ``height x width``: float32 ``[1, 3, H, W]`` in [-1, 1]."""
     x = image_to_tensor(image)
@@ -107,6 +131,7 @@ def preprocess_image(image: Any, height: int, width: int) -> torch.Tensor:
         raise ValueError(f"image is empty (shape {tuple(x.shape)})")
     scale = max(width / src_w, height / src_h)
     new_h, new_w = math.ceil(scale * src_h), math.ceil(scale * src_w)
+    _warn_if_degraded(src_w, src_h, width, height, scale, new_w, new_h)
     x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
     top, left = round((new_h - height) / 2), round((new_w - width) / 2)
     x = x[:, :, top : top + height, left : left + width]
