@@ -232,6 +232,7 @@ class Cosmos3Pipeline:
             shift=shift, schedule=schedule, guidance_interval=guidance_interval, strict=strict_sizes,
         )
         geometry = plan.geometry
+        sampler = plan.build_sampler(info)  # a bad steps/shift/schedule fails here, before the text tower runs
         if prompt_style == "diffusers" and use_system_prompt is None and info is not None:
             use_system_prompt = info.default_use_system_prompt
 
@@ -268,15 +269,8 @@ class Cosmos3Pipeline:
                 callback(info.index, info.total, info.latents)
 
         latents = sample(
-            self.transformer,
-            encoded,
-            plan.build_sampler(info),
-            guidance_scale=plan.guidance,
-            seed=seed,
-            condition=condition,
-            guidance_interval=plan.guidance_interval,
-            callback=step_callback,
-            cfg_batch=self.cfg_batch,
+            self.transformer, encoded, sampler, guidance_scale=plan.guidance, seed=seed, condition=condition,
+            guidance_interval=plan.guidance_interval, callback=step_callback, cfg_batch=self.cfg_batch,
             step_cache=self.step_cache,
         )
         if return_latents:

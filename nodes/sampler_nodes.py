@@ -173,6 +173,10 @@ def run_sampler(
         raise ValueError(
             f"{exc} In ComfyUI: link the Text Encode's width, height and frames to the Empty Latent's outputs."
         ) from None
+    try:  # before any weights move: a bad steps/shift/schedule combination fails here
+        sampler = plan.build_sampler(info)
+    except SamplerConfigError as exc:
+        raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
     attention = check_attention(attention)
     cache = _speed_options(
         model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
@@ -198,26 +202,16 @@ def run_sampler(
         _comfy.offload_models([patcher])
         resident = plan_mod.resident_gen_bytes(transformer, blocks_to_swap)
         _comfy.free_memory(resident + need, device)
-        swap = enable_block_swap(
-            transformer,
-            blocks_to_swap,
-            device,
-            offload_device=patcher.offload_device,
-            pin_memory=torch.device(device).type == "cuda",
-        )
-        log.info(
-            "[Cosmos3 MoT] block swap: %d of %d generation layers streamed from %s",
-            blocks_to_swap,
-            model.config.num_hidden_layers,
-            patcher.offload_device,
-        )
+        swap = enable_block_swap(transformer, blocks_to_swap, device, offload_device=patcher.offload_device,
+                                 pin_memory=torch.device(device).type == "cuda")
+        log.info("[Cosmos3 MoT] block swap: %d of %d generation layers streamed from %s", blocks_to_swap,
+                 model.config.num_hidden_layers, patcher.offload_device)
     else:
         _comfy.load_models([patcher], memory_required=need)
         settle_on_device(patcher, GEN_ANCHORS)
     _set_compiled(transformer, compile_layers)
     previewer = _comfy.latent_previewer(device)
-    total = plan.steps if plan.steps is not None else len(info.distilled_sigmas or ()) or 4
-    bar = _comfy.progress_bar(total)
+    bar = _comfy.progress_bar(sampler.num_steps)
 
     def on_step(step) -> None:
         _comfy.throw_if_interrupted()  # raises ComfyUI's InterruptProcessingException: sampling stops here
@@ -228,20 +222,10 @@ def run_sampler(
     transformer.attention_backend = attention
     try:
         latents = sample(
-            transformer,
-            text,
-            plan.build_sampler(info),
-            guidance_scale=plan.guidance,
-            seed=seed,
-            condition=image_cond,
-            guidance_interval=plan.guidance_interval,
-            callback=on_step,
-            device=device,
-            cfg_batch=cfg_batch,
+            transformer, text, sampler, guidance_scale=plan.guidance, seed=seed, condition=image_cond,
+            guidance_interval=plan.guidance_interval, callback=on_step, device=device, cfg_batch=cfg_batch,
             step_cache=cache,
         )
-    except SamplerConfigError as exc:
-        raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
     finally:
         transformer.attention_backend = previous
         if swap is not None:
