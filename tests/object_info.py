@@ -32,6 +32,9 @@ SNAPSHOT = Path(__file__).resolve().parent / "fixtures" / "object_info_v1.json"
 FLAGS_FALSE_WHEN_ABSENT = ("deprecated", "experimental", "api_node")
 # Our combos whose choices are the files installed on the server (the snapshot has them for empty folders)
 FILE_LIST_INPUTS = ("checkpoint", "tokenizer", "vae_name", "release_folder", "llm_judge", "siglip_folder")
+# Deliberate departures from the snapshot that saved workflows survive, {node id: {(input, option): new
+# value}} (see :func:`compatibility_breaks`); each entry names the change that made it.
+INTENDED_CHANGES: dict[str, dict[tuple[str, str], object]] = {}
 
 
 def v1_object_info(node_id: str, cls, display_name: str) -> dict:
@@ -108,6 +111,65 @@ def differences(expected: dict, got: dict, where: str = "") -> list[str]:
     if expected != got or type(expected) is not type(got):
         return [f"{where}: {got!r} != {expected!r}"]
     return []
+
+
+def compatibility_breaks(expected: dict, got: dict, node_id: str, intended: dict | None = None) -> list[str]:
+    """What in ``got`` (canonical) breaks workflows saved against ``expected`` (canonical, the snapshot).
+
+    Saved workflows keep working when a node only *grows*: every snapshot input keeps its section, its
+    place among the snapshot inputs, its type and its default; combos keep every old choice (new ones may be
+    added); numeric limits may only widen; new inputs are *optional* and come after all snapshot inputs (a
+    saved UI workflow stores widget values by position, required first); snapshot outputs are a prefix of
+    the outputs (new ones are appended). Tooltips and descriptions may improve. ``intended`` lists the
+    deliberate exceptions, ``{(input name, option): new value}`` (option ``"default"`` or ``"options"``),
+    each documented with the change that made it.
+    """
+    intended = intended or {}
+    out: list[str] = []
+    where = node_id
+    for key in ("name", "display_name", "category", "output_node"):
+        if expected.get(key) != got.get(key):
+            out.append(f"{where}/{key}: {got.get(key)!r} != {expected.get(key)!r}")
+    sections = ("required", "optional")
+    old_in = {s: expected.get("input", {}).get(s, {}) for s in sections}
+    new_in = {s: got.get("input", {}).get(s, {}) for s in sections}
+    for section in sections:
+        old_names, new_names = list(old_in[section]), list(new_in[section])
+        if new_names[: len(old_names)] != old_names:
+            out.append(f"{where}/{section}: inputs {new_names} do not start with the saved {old_names}")
+        extra = new_names[len(old_names):]
+        if section == "required" and extra:
+            out.append(f"{where}/required: new required inputs {extra} (new inputs must be optional)")
+        for name in old_names:
+            if name not in new_in[section]:
+                continue
+            (old_kind, old_opts), (new_kind, new_opts) = old_in[section][name], new_in[section][name]
+            at = f"{where}/{section}/{name}"
+            if old_kind != new_kind:
+                out.append(f"{at}: type {new_kind!r} != {old_kind!r}")
+            for opt in sorted(old_opts.keys() | new_opts.keys()):
+                old_v, new_v = old_opts.get(opt), new_opts.get(opt)
+                if opt == "tooltip" or old_v == new_v:
+                    continue
+                if (name, opt) in intended and intended[(name, opt)] == new_v:
+                    continue
+                if opt == "options" and isinstance(old_v, list) and isinstance(new_v, list):
+                    lost = [c for c in old_v if c not in new_v]
+                    if lost:
+                        out.append(f"{at}: choices {lost} removed")
+                elif opt == "min" and new_v is not None and old_v is not None and new_v <= old_v:
+                    continue
+                elif opt == "max" and new_v is not None and old_v is not None and new_v >= old_v:
+                    continue
+                else:
+                    out.append(f"{at}/{opt}: {new_v!r} != {old_v!r}")
+    if list(expected.get("optional", {})) and new_in["required"].keys() & old_in["optional"].keys():
+        out.append(f"{where}: an optional input became required")
+    for key in ("output", "output_name", "output_is_list"):
+        old_v, new_v = list(expected.get(key, [])), list(got.get(key, []))
+        if new_v[: len(old_v)] != old_v:
+            out.append(f"{where}/{key}: {new_v} does not start with the saved {old_v}")
+    return out
 
 
 def snapshot_revision(rev: str, repo: Path) -> dict[str, dict]:

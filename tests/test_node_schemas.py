@@ -9,6 +9,7 @@ through the V3 → V1 conversion ComfyUI's server uses (``GET_NODE_INFO_V1``), u
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 
@@ -46,13 +47,46 @@ def test_same_nodes_in_the_same_order(mappings):
 
 
 @pytest.mark.parametrize("node_id", list(SNAPSHOT["nodes"]))
-def test_object_info_unchanged(mappings, node_id):
-    """Ids, display names, categories, descriptions, input names/order/sections, types, defaults, limits,
-    steps, rounding, tooltips, combo choices (empty model folders), control_after_generate, hidden inputs,
-    outputs (types, names, tooltips, lists) and the output-node flag."""
+def test_saved_workflows_keep_loading(mappings, node_id):
+    """Nodes may only grow: ids, display names, categories, input names/sections/order, types, defaults,
+    combo choices (none removed), limits (only widened), control_after_generate and the outputs of the
+    snapshot stay; new inputs are optional and appended, new outputs appended (``oi.compatibility_breaks``)."""
     expected = oi.canonical(SNAPSHOT["nodes"][node_id])
     got = oi.canonical(oi.object_info(node_id, mappings[node_id]))
-    assert not oi.differences(expected, got, node_id), "\n".join(oi.differences(expected, got, node_id))
+    breaks = oi.compatibility_breaks(expected, got, node_id, oi.INTENDED_CHANGES.get(node_id))
+    assert not breaks, "\n".join(breaks)
+
+
+def test_compatibility_breaks_allows_growth_only():
+    base = {"name": "N", "input": {"required": {"a": ["INT", {"default": 1, "min": 0, "max": 9}],
+                                                "c": ["COMBO", {"default": "x", "options": ["x", "y"]}]},
+                                   "optional": {"b": ["INT", {"default": 2}]}},
+            "output": ["LATENT"], "output_name": ["latent"], "output_is_list": [False]}
+    grown = copy.deepcopy(base)
+    grown["input"]["required"]["a"][1].update(max=99, tooltip="better")
+    grown["input"]["required"]["c"][1]["options"].append("z")
+    grown["input"]["optional"]["d"] = ["BOOLEAN", {"default": False}]
+    for key, value in (("output", "MODEL"), ("output_name", "model"), ("output_is_list", False)):
+        grown[key].append(value)
+    assert oi.compatibility_breaks(base, grown, "N") == []
+    bad = []
+    for change in (
+        lambda n: n["input"]["required"].pop("a"),
+        lambda n: n["input"]["required"].__setitem__("e", ["INT", {"default": 0}]),
+        lambda n: n["input"]["required"]["a"][1].__setitem__("default", 3),
+        lambda n: n["input"]["required"]["a"][1].__setitem__("max", 5),
+        lambda n: n["input"]["required"]["c"][1].__setitem__("options", ["y"]),
+        lambda n: n["output"].insert(0, "MODEL"),
+        lambda n: n.__setitem__("input", {"required": dict(reversed(n["input"]["required"].items())),
+                                          "optional": n["input"]["optional"]}),
+    ):
+        node = copy.deepcopy(base)
+        change(node)
+        bad.append(bool(oi.compatibility_breaks(base, node, "N")))
+    assert all(bad), bad
+    changed = copy.deepcopy(base)
+    changed["input"]["required"]["a"][1]["default"] = 3
+    assert oi.compatibility_breaks(base, changed, "N", {("a", "default"): 3}) == []
 
 
 def test_canonical_only_unifies_spelling():
