@@ -11,10 +11,12 @@ Per-variant envelopes (``strict=True``, the default, turns them into errors; the
 A size that is not a preset belongs to the smallest allowed tier whose largest preset covers both its
 area and its long side; a larger size is out of range.
 
-Variants are identified from the transformer config (:func:`detect_variant`): Edge by
-``backbone_type == "cosmos3_edge_nemotron_dense"`` or ``hidden_act == "relu2"`` (with hidden size 2048),
-Nano by hidden size 4096 (36 layers, 32 heads), Super by 5120 (64 layers, 64 heads); anything else,
-e.g. the tiny test configs, is ``custom``.
+Variants are identified from the transformer config (:func:`detect_variant`). The architecture decides
+first: an Edge-style backbone (``backbone_type == "cosmos3_edge_nemotron_dense"`` or a relu² MLP,
+``hidden_act == "relu2"``) is Edge whatever its width — the Nemotron family has its own tokenizer, prompt
+format, defaults and mRoPE envelope, so giving it Nano's would be wrong. A Qwen-style (SwiGLU) backbone is
+Nano with hidden size 4096 (36 layers, 32 heads), Super with 5120 (64 layers, 64 heads), and ``custom``
+otherwise (e.g. the tiny test configs), which gets Nano's defaults and only the structural rules.
 """
 
 from __future__ import annotations
@@ -61,11 +63,13 @@ def detect_variant(
     num_hidden_layers: int | None = None,
     num_attention_heads: int | None = None,
 ) -> Variant:
-    """Identify Edge / Nano / Super from transformer-config values; unknown shapes are ``CUSTOM``.
+    """Identify Edge / Nano / Super from transformer-config values (see the module docstring): an Edge-style
+    architecture is ``EDGE`` at any size; a SwiGLU one is Nano/Super by its shape, else ``CUSTOM``.
 
     Layer and head counts are checked only when given.
     """
-    edge_like = (backbone_type in _EDGE_BACKBONES) or (hidden_act == "relu2")
+    if (backbone_type in _EDGE_BACKBONES) or (hidden_act == "relu2"):
+        return Variant.EDGE
     shape = _SHAPES.get(hidden_size) if hidden_size is not None else None
     if shape is None:
         return Variant.CUSTOM
@@ -74,7 +78,7 @@ def detect_variant(
         return Variant.CUSTOM
     if num_attention_heads is not None and num_attention_heads != heads:
         return Variant.CUSTOM
-    if (variant is Variant.EDGE) != edge_like:
+    if variant is Variant.EDGE:  # Edge's width with a SwiGLU MLP is not Edge
         return Variant.CUSTOM
     return variant
 

@@ -101,7 +101,18 @@ def test_variant_detection():
     assert detect_variant(hidden_size=2048, hidden_act="relu2") is Variant.EDGE
     assert detect_variant(hidden_size=2048, backbone_type="cosmos3_edge_nemotron_dense") is Variant.EDGE
     assert detect_variant(hidden_size=4096) is Variant.NANO
-    assert detect_variant(hidden_size=64, hidden_act="relu2") is Variant.CUSTOM  # tiny Edge-like test config
+    # The architecture decides before the width: an Edge-style (relu² / Nemotron) backbone of another size is
+    # Edge (its defaults, prompt format and envelope), not "custom" with Nano's defaults.
+    assert detect_variant(hidden_size=64, hidden_act="relu2") is Variant.EDGE
+    edge_backbone = "cosmos3_edge_nemotron_dense"
+    assert detect_variant(hidden_size=3072, num_hidden_layers=40, backbone_type=edge_backbone) is Variant.EDGE
+    assert detect_variant(hidden_size=2048, num_hidden_layers=30, hidden_act="relu2") is Variant.EDGE
+    edge_like = {**EDGE_CFG, "hidden_size": 1536, "num_hidden_layers": 20}
+    assert variant_from_config(edge_like) is Variant.EDGE
+    from cosmos3.defaults import generation_defaults
+
+    edge_defaults = generation_defaults("text2video", "edge")
+    assert generation_defaults("text2video", variant_from_config(edge_like)) == edge_defaults
     assert detect_variant(hidden_size=4096, num_hidden_layers=2) is Variant.CUSTOM
     assert detect_variant(hidden_size=2048, hidden_act="silu") is Variant.CUSTOM
     assert detect_variant() is Variant.CUSTOM
