@@ -365,3 +365,42 @@ def test_peak_host_memory_while_loading(tmp_path):
     assert result["kept"] >= 100e6
     assert result["delta"] <= 1.2 * result["kept"], result
     print(f"peak RSS delta while loading: {result['delta'] / result['kept']:.3f} x kept weight bytes")
+
+
+def test_mismatch_error_starts_with_what_the_file_is(qwen, tmp_path):
+    """A file of another width gives one summary line first, then a capped listing."""
+    reference, _, config = qwen
+    folder = tmp_path / "wider"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
+              str(folder / "diffusion_pytorch_model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({**reference.config, "hidden_size": 256, "num_hidden_layers": 3}))
+    with pytest.raises(CheckpointKeyError) as info:
+        load_transformer(folder, dtype=torch.float32)
+    lines = str(info.value).splitlines()
+    assert "a Cosmos3 transformer that does not match its config: hidden 128 vs config 256" in lines[0]
+    assert "2 layers vs config 3" in lines[0] and "expected keys" in lines[0]
+    assert any(line.strip().startswith("... and ") and line.strip().endswith(" more") for line in lines)
+    assert len(lines) <= 3 * (12 + 2) + 1
+
+
+def test_mismatch_error_names_a_foreign_file(tmp_path):
+    path = tmp_path / "flux.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(6, 2)}, str(path))
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    path.rename(folder / "diffusion_pytorch_model.safetensors")
+    (folder / "config.json").write_text(json.dumps(tiny_config()))
+    with pytest.raises(CheckpointKeyError) as info:
+        load_transformer(folder, dtype=torch.float32)
+    assert "not a Cosmos3 transformer" in str(info.value).splitlines()[0]
+
+
+def test_single_file_without_inferable_rope_points_to_the_folder(tmp_path):
+    model = build_reference(tiny_config("qwen_small"), seed=3)
+    path = tmp_path / "small.safetensors"
+    write_single_file(model, path)
+    with pytest.raises(ConfigError) as info:
+        load_transformer(path, dtype=torch.float32)
+    message = str(info.value)
+    assert "diffusers checkpoint folder" in message and "head_dim is 32" in message

@@ -280,3 +280,18 @@ def test_prefixed_and_non_float_files(ref, tmp_path):
 def test_bad_dtype_argument(vae_dir):
     with pytest.raises(TypeError, match="dtype must be one of"):
         cosmos3.load_vae(vae_dir, dtype=torch.int8)
+
+
+def test_wrong_latent_width_is_summarised_first(ref, vae_dir, tmp_path):
+    """A VAE of another latent width: the first line says so, and the listing is capped."""
+    tensors = load_file(str(vae_dir / "diffusion_pytorch_model.safetensors"))
+    z = ref.config.z_dim
+    tensors["post_quant_conv.weight"] = torch.zeros(16, 16, 1, 1, 1)
+    for i in range(30):
+        tensors[f"decoder.stray_{i}.weight"] = torch.zeros(1)
+    folder = _write_folder(tmp_path / "narrow", tensors, dict(ref.config))
+    with pytest.raises(CheckpointKeyError) as exc:
+        cosmos3.load_vae(folder)
+    lines = str(exc.value).splitlines()
+    assert f"not a Wan 2.2 VAE: {z}-channel latent expected, file has 16" in lines[0]
+    assert "unexpected keys (30)" in str(exc.value) and "    ... and 18 more" in lines

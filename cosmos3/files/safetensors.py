@@ -246,16 +246,24 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
         self.close()
 
 
+MAX_LISTED_KEYS = 12  # per category in a key-mismatch error; the counts always cover everything
+
+
 def check_keys(
     expected: Mapping[str, tuple[int, ...]],
     found: Mapping[str, tuple[int, ...]],
     source: str,
     ignored_unexpected: Iterable[str] = (),
+    *,
+    summary: str | None = None,
+    max_listed: int = MAX_LISTED_KEYS,
 ) -> None:
     """Compare expected and found ``{key: shape}`` maps; raise one error listing every problem.
 
-    ``ignored_unexpected`` holds key prefixes that may be present without being expected (e.g. weights
-    of unused heads that are deliberately skipped).
+    The message starts with one line saying what the file looks like — ``summary`` when the caller can tell
+    (e.g. "not a Wan 2.2 VAE: 48-channel latent expected, file has 16") — and the counts, then at most
+    ``max_listed`` keys per category. ``ignored_unexpected`` holds key prefixes that may be present without
+    being expected (e.g. weights of unused heads that are deliberately skipped).
     """
     ignored = tuple(ignored_unexpected)
     missing = sorted(k for k in expected if k not in found)
@@ -263,16 +271,20 @@ def check_keys(
     misshaped = sorted(k for k in expected if k in found and tuple(found[k]) != tuple(expected[k]))
     if not (missing or unexpected or misshaped):
         return
-    lines = [f"{source}: the checkpoint does not match the model"]
-    if missing:
-        lines.append(f"  missing keys ({len(missing)}):")
-        lines += [f"    {k}  expected shape {list(expected[k])}" for k in missing]
-    if unexpected:
-        lines.append(f"  unexpected keys ({len(unexpected)}):")
-        lines += [f"    {k}  shape {list(found[k])}" for k in unexpected]
-    if misshaped:
-        lines.append(f"  mis-shaped keys ({len(misshaped)}):")
-        lines += [f"    {k}  expected {list(expected[k])}, found {list(found[k])}" for k in misshaped]
+    counts = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(misshaped)} mis-shaped of {len(expected)}"
+    lines = [f"{source}: {summary or 'the checkpoint does not match the model'} ({counts} expected keys)"]
+
+    def listing(title: str, keys: list[str], describe) -> None:
+        if not keys:
+            return
+        lines.append(f"  {title} ({len(keys)}):")
+        lines.extend(f"    {describe(k)}" for k in keys[:max_listed])
+        if len(keys) > max_listed:
+            lines.append(f"    ... and {len(keys) - max_listed} more")
+
+    listing("missing keys", missing, lambda k: f"{k}  expected shape {list(expected[k])}")
+    listing("unexpected keys", unexpected, lambda k: f"{k}  shape {list(found[k])}")
+    listing("mis-shaped keys", misshaped, lambda k: f"{k}  expected {list(expected[k])}, found {list(found[k])}")
     raise CheckpointKeyError("\n".join(lines))
 
 

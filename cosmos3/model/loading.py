@@ -56,6 +56,7 @@ from .fp8 import (
     quantize_fp8,
     swap_in_fp8_linears,
 )
+from .key_summary import describe_transformer_mismatch
 from .layers import TextLayer, TextTower
 from .transformer import Cosmos3Transformer
 
@@ -188,7 +189,7 @@ def _load(
         targets = {model_name: checkpoint_key(model_name) for model_name in module_shapes(model)}
         expected = {targets[n]: s for n, s in module_shapes(model).items()}
         expected.update(_unused_key_shapes(cfg, shapes))
-        check_keys(expected, shapes, str(path))
+        check_keys(expected, shapes, str(path), summary=describe_transformer_mismatch(expected, shapes))
         _check_scales(scales, names, reader, str(path))
         fp8_in_file = any(reader[names[key]].dtype in _FP8_DTYPES for key in targets.values())
         fp8_modules: set[str] = set()
@@ -377,8 +378,9 @@ def _resolve_config(
     inferred["base_fps"] = float(checkpoint_base_fps(checkpoint_kind_from_name(name)))
     if inferred["head_dim"] != 128 and "rope_axes_dim" not in extra:
         raise ConfigError(
-            f"{path}: head_dim is {inferred['head_dim']} (not 128), so the mRoPE sections cannot be inferred; "
-            "pass config={'rope_axes_dim': [t, h, w]}"
+            f"{path}: head_dim is {inferred['head_dim']} (not 128), so the mRoPE sections cannot be inferred from "
+            "the tensors; load the diffusers checkpoint folder instead (its transformer/config.json names them), "
+            "or, from Python, pass config={'rope_axes_dim': [t, h, w]}"
         )
     source = f"{path} (config inferred from tensor shapes" + (" + override)" if extra else ")")
     return TransformerConfig.from_dict({**inferred, **extra}, source=source)

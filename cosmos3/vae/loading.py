@@ -109,6 +109,15 @@ def detect_layout(keys: set[str], source: str) -> tuple[str, str]:
     )
 
 
+def _describe_mismatch(post_quant_shape: tuple[int, ...] | None, z_dim: int) -> str | None:
+    """The one-line summary of a key mismatch: the latent width says whether this is a Wan 2.2 VAE at all."""
+    if post_quant_shape is None:
+        return f"not a Wan 2.2 VAE: no 'post_quant_conv' tensor ({z_dim}-channel latent expected)"
+    if post_quant_shape[0] != z_dim:
+        return f"not a Wan 2.2 VAE: {z_dim}-channel latent expected, file has {post_quant_shape[0]}"
+    return None
+
+
 def _read_config(config_path: Path) -> WanVAEConfig:
     raw = read_json_object(config_path, CheckpointError, "VAE config")
     try:
@@ -165,7 +174,8 @@ def load_vae(
         else:
             names = {k: prefix + k for k in shapes}
         found = {k: info.shape for k, info in reader.items()}
-        check_keys({names[k]: s for k, s in shapes.items()}, found, f"{source} ({layout} layout)")
+        check_keys({names[k]: s for k, s in shapes.items()}, found, f"{source} ({layout} layout)",
+                   summary=_describe_mismatch(found.get(names["post_quant_conv.weight"]), config.z_dim))
         bad_dtypes = [
             f"{names[k]} ({reader[names[k]].dtype})" for k in shapes if reader[names[k]].dtype not in _FLOAT_DTYPES
         ]
