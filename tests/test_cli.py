@@ -28,9 +28,18 @@ def _gen(checkpoint, output, *extra):
     ])
 
 
-def test_generate_video_formats(checkpoint, tmp_path):
+def test_generate_video_formats(checkpoint, tmp_path, capsys):
     size = ["--frames", "5", "--height", "32", "--width", "48"]
     assert _gen(checkpoint, tmp_path / "out.npy", *size) == 0
+    err = capsys.readouterr().err
+    # resolved settings first, then progress of every stage (text encoding, sampling with ETA, VAE decode)
+    settings = err.splitlines()[0]
+    for part in ("text2video", "48x32, 5 frames at 24 fps", "steps 2", "guidance 6", "shift 10", "schedule native"):
+        assert part in settings, settings
+    assert "guardrail: none runs" in err
+    assert err.index("text encoding") < err.index("sampling: step 1/2") < err.index("VAE decode")
+    assert "sampling: step 2/2" in err and "s/step" in err and "ETA" in err
+    assert "VAE decode: done in" in err and "wrote" in err.splitlines()[-1]
     frames = np.load(tmp_path / "out.npy")
     assert frames.shape == (5, 32, 48, 3) and frames.dtype == np.float32
     assert _gen(checkpoint, tmp_path / "out.mp4", *size) == 0

@@ -46,7 +46,7 @@ def test_empty_prompt_runs_when_allowed_and_the_negative_may_be_empty(pipe):
 
 def test_undecodable_bytes_are_a_clear_error(pipe):
     prompt = b"a red \xff ball".decode("utf-8", "surrogateescape")  # what Python makes of non-UTF-8 argv bytes
-    with pytest.raises(PromptError, match="not valid UTF-8 text: character 6"):
+    with pytest.raises(PromptError, match="not valid UTF-8 text: character 6 is an undecodable byte 0xff"):
         pipe.generate(prompt, **SMALL)
     with pytest.raises(PromptError, match="negative prompt is not valid UTF-8"):
         pipe.generate("a red ball", prompt, **SMALL)

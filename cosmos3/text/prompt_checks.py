@@ -34,9 +34,11 @@ def check_prompt_text(
     try:
         prompt.encode("utf-8")
     except UnicodeEncodeError as exc:
+        char = ord(prompt[exc.start])
+        shown = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"U+{char:04X}"  # surrogateescape
         raise PromptError(
-            f"the {what} is not valid UTF-8 text: character {exc.start} is an undecodable byte "
-            f"({prompt[exc.start]!r}); save or pass the text as UTF-8"
+            f"the {what} is not valid UTF-8 text: character {exc.start} is an undecodable {shown}; "
+            "save or pass the text as UTF-8"
         ) from None
     if not allow_empty and not prompt.strip():
         raise EmptyPromptError(f"the {what} is empty: {where}")
