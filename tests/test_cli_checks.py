@@ -177,3 +177,29 @@ def test_every_option_has_help_and_help_shows_defaults(capsys):
     for shown in ("--seed SEED noise seed (default: 0)", "(default: auto)", "(default: framework)",
                   "(default: per mode", "no guardrail runs", "--allow-empty-prompt", "--prompt-file"):
         assert shown in text, shown
+
+
+def test_guardrail_option_checks_the_prompt_before_loading_and_the_frames_after(
+    checkpoint, tmp_path, capsys, monkeypatch, retinaface_weights
+):
+    from guardrail_support import install_retinaface, write_release
+
+    from guardrails.suite import Guardrail
+
+    folder = tmp_path / "cosmos3_guardrail"
+    install_retinaface(write_release(folder / "Cosmos-Guardrail1"), retinaface_weights["none"])
+    original = Cosmos3Pipeline.from_pretrained
+    loads = []
+    monkeypatch.setattr(Cosmos3Pipeline, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(1) or original(*a, **k)))
+    assert _run(checkpoint, tmp_path / "out.npy", *SIZE, "--guardrail", str(folder),
+                prompt=("--prompt", "three zorblaxes")) == 2
+    err = capsys.readouterr().err
+    assert "BLOCKED by blocklist" in err and not loads and not (tmp_path / "out.npy").exists()
+
+    checked = []
+    check_images = Guardrail.check_images
+    monkeypatch.setattr(Guardrail, "check_images", lambda g, f, **k: checked.append(f.shape) or check_images(g, f))
+    assert _run(checkpoint, tmp_path / "out.npy", *SIZE, "--guardrail", str(folder)) == 0
+    err = capsys.readouterr().err
+    assert "guardrail: " in err and "none runs" not in err and checked == [(5, 32, 32, 3)]

@@ -118,3 +118,14 @@ def test_write_frames_mp4_goes_through_pyav(tmp_path):
         assert container.streams.video[0].codec_context.name == "h264"
     with pytest.raises(Cosmos3Error, match="allowed: 0.01 to 1000"):
         media.write_frames(torch.rand(5, 16, 16, 3), tmp_path / "v.webp", fps=5000)
+
+
+def test_write_frames_failure_names_the_output_not_the_temporary(tmp_path, monkeypatch):
+    def full(fh, array):
+        raise OSError(f"[Errno 28] No space left on device: '{fh.name}'")
+
+    monkeypatch.setattr(media.np, "save", full)
+    with pytest.raises(OSError) as info:
+        media.write_frames(torch.rand(2, 16, 16, 3), tmp_path / "x.npy")
+    assert str(tmp_path / "x.npy") in str(info.value) and ".partial" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

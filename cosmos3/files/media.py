@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import Cosmos3Error
-from .atomic import atomic_path, check_output_folder
+from .atomic import atomic_path, check_output_folder, hide_temp_name
 from .video import check_video_fps, frames_to_uint8, write_video
 
 __all__ = ["OUTPUT_FORMATS", "atomic_path", "check_output_path", "pil_to_rgb", "read_image", "read_video",
@@ -68,28 +68,31 @@ def write_frames(frames: torch.Tensor, path: str | Path, fps: float = 24.0) -> P
         return write_video(path, frames, fps)
     pixels = frames_to_uint8(frames) if suffix != ".npy" else None
     with atomic_path(path) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, frames.detach().float().cpu().numpy())
-        else:
-            from PIL import Image
-
-            images = [Image.fromarray(f) for f in pixels]
-            if suffix == ".png":
-                images[0].save(tmp, format="PNG")
-            elif len(images) == 1:
-                images[0].save(tmp, format="WEBP", lossless=True)
+        try:
+            if suffix == ".npy":
+                with open(tmp, "wb") as fh:
+                    np.save(fh, frames.detach().float().cpu().numpy())
             else:
-                images[0].save(
-                    tmp,
-                    format="WEBP",
-                    save_all=True,
-                    append_images=images[1:],
-                    duration=int(round(1000 / fps)),
-                    loop=0,  # noqa: RUF046 (fps may be a NumPy float)
-                    lossless=False,
-                    quality=90,
-                )
+                from PIL import Image
+
+                images = [Image.fromarray(f) for f in pixels]
+                if suffix == ".png":
+                    images[0].save(tmp, format="PNG")
+                elif len(images) == 1:
+                    images[0].save(tmp, format="WEBP", lossless=True)
+                else:
+                    images[0].save(
+                        tmp,
+                        format="WEBP",
+                        save_all=True,
+                        append_images=images[1:],
+                        duration=int(round(1000 / fps)),
+                        loop=0,  # noqa: RUF046 (fps may be a NumPy float)
+                        lossless=False,
+                        quality=90,
+                    )
+        except OSError as exc:  # name the requested file, not the hidden temporary
+            raise OSError(f"{path}: writing failed: {hide_temp_name(str(exc), tmp, path)}") from None
     return path
 
 
