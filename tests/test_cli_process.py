@@ -107,3 +107,23 @@ def test_sigterm_during_a_write_removes_the_partial_file(checkpoint, tmp_path):
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--fps", "inf"), "error: --fps inf is not a frame rate"),
+        (("--device", "gpu0"), "error: --device 'gpu0' is not a device name"),
+        (("--height", "100000", "--width", "100000", "--frames", "1", "--no-strict-sizes"),
+         "error: --height/--width/--frames: one 100000x100000 image needs at least"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(checkpoint, tmp_path, extra, message):
+    output = tmp_path / ("out.png" if "--frames" in extra else "out.mp4")
+    out = subprocess.run(
+        [sys.executable, "-m", "cosmos3", "generate", "--checkpoint", str(checkpoint), "--prompt", "a ball",
+         "--output", str(output), *extra],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 2 and out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
