@@ -187,7 +187,12 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    installed = False
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        installed = True
+    except ValueError:  # not the main thread (embedded use): leave signals to the host
+        previous = None
     try:
         if args.command == "generate":
             run_generate(args)
@@ -210,5 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: out of memory ({first}); try a smaller size, fewer frames or --dtype bf16", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     return 0
