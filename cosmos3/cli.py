@@ -181,6 +181,11 @@ def run_demo(args: argparse.Namespace) -> list[Path]:
     return written
 
 
+def _fresh_line() -> str:
+    """A terminal may show a progress line being rewritten in place: end it first."""
+    return "\n" if getattr(sys.stderr, "isatty", lambda: False)() else ""
+
+
 def _terminate(signum, frame) -> None:
     raise Terminated()
 
@@ -199,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run_demo(args)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        print(_fresh_line() + "interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Terminated:
-        print("\nterminated", file=sys.stderr)
+        print(_fresh_line() + "terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
