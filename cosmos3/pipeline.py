@@ -19,6 +19,7 @@ from .defaults import GenerationDefaults, Mode, generation_defaults
 from .files.checkpoint import CheckpointInfo
 from .model.loading import load_text_tower, load_transformer
 from .model.transformer import Cosmos3Transformer
+from .runtime.memory_budget import check_request_memory
 from .runtime.offload import TEXT_TOWER_MODES, TextTowerResidency
 from .runtime.step_cache import StepCache
 from .sampling.conditioning import (
@@ -29,12 +30,15 @@ from .sampling.conditioning import (
 from .sampling.loop import StepInfo, sample
 from .sampling.plan import resolve_sampling_plan
 from .text.encoding import EncodedPrompt, PromptKVCache, encode_prompt
+from .text.prompt_checks import check_negative_text, check_prompt_text
 from .text.tokenizer import PromptTokenizer, load_text_tokenizer
 from .vae.loading import load_vae
 from .vae.model import WanVAE
 from .variants import Variant, variant_from_config
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
+StageCallback = Callable[[str, int, int], None]
+STAGES = ("encode_prompt", "encode_condition", "decode")
 
 UNGUARDED_WARNING = (
     "Cosmos3Pipeline.generate() was called with guardrail=None: no guardrail checks ran (no prompt check, "
@@ -210,6 +214,8 @@ class Cosmos3Pipeline:
         tiled_decode: bool | None = None,
         guardrail: Any = None,
         return_latents: bool = False,
+        allow_empty_prompt: bool = False,
+        stage_callback: StageCallback | None = None,
     ) -> torch.Tensor:
         """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
 
@@ -222,8 +228,15 @@ class Cosmos3Pipeline:
         ``callback(step, total, latents)`` runs after every step; an exception it raises stops generation.
         ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last; without one
         the first unguarded call on this pipeline emits a :class:`UserWarning` (:data:`UNGUARDED_WARNING`).
-        ``return_latents`` returns the normalised latents instead of decoding them.
+        ``return_latents`` returns the normalised latents instead of decoding them. An empty or whitespace-only
+        ``prompt`` is refused (:class:`~cosmos3.text.prompt_checks.EmptyPromptError`) unless
+        ``allow_empty_prompt``; a request whose estimated memory exceeds the device's is refused
+        (:class:`~cosmos3.runtime.memory_budget.MemoryEstimateError`) before anything runs.
+        ``stage_callback(stage, done, total)`` reports the stages around sampling (:data:`STAGES`): ``(stage, 0, 1)``
+        / ``(stage, 1, 1)`` around prompt and condition encoding, ``("decode", done, total)`` per decoded chunk.
         """
+        check_prompt_text(prompt, allow_empty=allow_empty_prompt)
+        check_negative_text(negative_prompt)
         info = self.info
         plan = resolve_sampling_plan(
             num_frames=num_frames, height=height, width=width, fps=fps, has_image=image is not None,
@@ -233,6 +246,12 @@ class Cosmos3Pipeline:
         )
         geometry = plan.geometry
         sampler = plan.build_sampler(info)  # a bad steps/shift/schedule fails here, before the text tower runs
+        check_request_memory(
+            self.transformer.config, geometry, self.transformer.compute_dtype,
+            self.transformer.gen_tower.proj_in.weight.device,
+            guidance=plan.guidance != 1.0,
+        )
+        stage = stage_callback or (lambda name, done, total: None)
         if prompt_style == "diffusers" and use_system_prompt is None and info is not None:
             use_system_prompt = info.default_use_system_prompt
 
@@ -241,6 +260,7 @@ class Cosmos3Pipeline:
         elif not self._warned_unguarded:
             self._warned_unguarded = True
             warnings.warn(UNGUARDED_WARNING, UserWarning, stacklevel=2)
+        stage("encode_prompt", 0, 1)
         encoded = self.encode_prompt(
             prompt,
             negative_prompt,
@@ -249,18 +269,19 @@ class Cosmos3Pipeline:
             use_system_prompt=use_system_prompt,
             with_negative=plan.guidance != 1.0,
             offload_device=None,
+            allow_empty_prompt=allow_empty_prompt,
         )
+        stage("encode_prompt", 1, 1)
         condition: ImageCondition | None = None
-        if image is not None:
-            condition = encode_image_condition(self.vae, image, geometry)
-        elif video is not None:
-            condition = encode_video_condition(
-                self.vae,
-                video,
-                geometry,
-                condition_frames=condition_frames,
-                keep=video_keep,
-            )
+        if image is not None or video is not None:
+            stage("encode_condition", 0, 1)
+            if image is not None:
+                condition = encode_image_condition(self.vae, image, geometry)
+            else:
+                condition = encode_video_condition(
+                    self.vae, video, geometry, condition_frames=condition_frames, keep=video_keep
+                )
+            stage("encode_condition", 1, 1)
 
         step_callback = None
         if callback is not None:
@@ -275,7 +296,8 @@ class Cosmos3Pipeline:
         )
         if return_latents:
             return latents
-        frames = self.decode(latents, tiled=tiled_decode)
+        stage("decode", 0, 1)
+        frames = self.decode(latents, tiled=tiled_decode, progress=lambda done, total: stage("decode", done, total))
         if guardrail is not None:
             checked, report = guardrail.check_images(frames)
             if checked is None:

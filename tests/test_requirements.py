@@ -21,6 +21,7 @@ IMPORT_NAMES = {
     "numpy": {"numpy"},
     "pillow": {"PIL"},
     "opencv-python": {"cv2"},
+    "av": {"av"},
     "better_profanity": {"better_profanity"},
 }
 # Provided by the host (ComfyUI brings torch) or by this repository itself.
