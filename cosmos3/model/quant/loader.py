@@ -49,4 +49,25 @@ def assign_quant(
     stored: QuantTensor | None = reader.quant(key) if hasattr(reader, "quant") else None
     if stored is None or stored.fmt != fmt:
         stored = quantize_weight(reader.load_mapped(key), fmt, group)
+        release_freed_memory()
     replace_with_quant(model, module_name, stored.to(device))
+
+
+def release_freed_memory() -> None:
+    """Hand the quantiser's freed float32 temporaries back to the OS (glibc ``malloc_trim``; no-op elsewhere).
+
+    Without this, glibc keeps them in its heap between the long-lived packed weights, and anonymous memory
+    after quantising on load grows to several times the packed weights."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
