@@ -267,8 +267,9 @@ def test_loader_refuses_bad_int_files(folder, tmp_path):
 # bench/_harness.SCALED: Nano / 4 in width, 4 layers (weight-shape ratios of Nano)
 SCALED = dict(hidden_size=1024, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=128,
               intermediate_size=3072, vocab_size=4224, rope_axes_dim=[24, 20, 20])
-# measured velocity PSNR vs bf16 (dB) on this model: see README "Weight formats"
-SCALED_BOUNDS = {"int8": 40, "Q8_0": 40, "int4": 25, "Q4_K": 25}
+# (min PSNR dB, max |error|) of the velocity vs bf16; measured: int8 45.6 dB / 0.055, Q8_0 48.0 / 0.043,
+# int4 25.6 / 0.49, Q4_K 27.4 / 0.47
+SCALED_BOUNDS = {"int8": (40, 0.1), "Q8_0": (40, 0.1), "int4": (25, 1.0), "Q4_K": (25, 1.0)}
 
 
 def _scaled_model():
@@ -298,10 +299,10 @@ def test_scaled_model_quality_bounds():
     text = model.encode_text(ids)
     reference = model.velocity(latents, 937, text, fps=24.0).float()
     state = {k: v.clone() for k, v in model.gen_tower.state_dict().items()}
-    for fmt, bound in SCALED_BOUNDS.items():
+    for fmt, (bound, max_abs) in SCALED_BOUNDS.items():
         quantize_model(model, fmt)
         err = error_stats(reference, model.velocity(latents, 937, text, fps=24.0).float())
         print(f"scaled model {fmt}: PSNR {err['psnr']:.1f} dB, max abs {err['max_abs']:.3g}")
-        assert err["psnr"] >= bound, (fmt, err)
+        assert err["psnr"] >= bound and err["max_abs"] <= max_abs, (fmt, err)
         model = _scaled_model()  # fresh bf16 projections for the next format
         assert all(torch.equal(v, state[k]) for k, v in model.gen_tower.state_dict().items())
