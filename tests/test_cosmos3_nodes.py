@@ -380,7 +380,7 @@ def test_loader_fp8_weight_storage(m, installed):
     out = run_sampler(m, model, text, empty(m), steps=2)["samples"]
     assert torch.isfinite(out).all()
     with pytest.raises(ValueError, match="weight_storage must be one of"):
-        m.model.load_model(model.source, "fp32", "auto", "int4")
+        m.model.load_model(model.source, "fp32", "auto", "int3")
 
 
 @pytest.mark.parametrize("prompt", ["", "  \n"])

@@ -23,6 +23,7 @@ IMPORT_NAMES = {
     "opencv-python": {"cv2"},
     "av": {"av"},
     "better_profanity": {"better_profanity"},
+    "gguf": {"gguf"},
 }
 # Provided by the host (ComfyUI brings torch) or by this repository itself.
 HOST_OR_OWN = {

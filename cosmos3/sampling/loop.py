@@ -154,11 +154,14 @@ def sample(
     total = sampler.num_steps
     if step_cache is not None:
         step_cache.reset(total)
+    fp8_schedule = getattr(transformer, "fp8_matmul_schedule", None)  # cosmos3.runtime.fp8_matmul
     try:
         for index in range(total):
             timestep = sampler.timesteps[index].item()
             if step_cache is not None:
                 step_cache.begin_step(index)
+            if fp8_schedule is not None:
+                fp8_schedule.begin_step(index, total)
             guided = use_cfg and guidance_active(timestep, guidance_interval)
             if guided and both is not None:
                 pair = transformer.velocity_batch(
@@ -204,4 +207,6 @@ def sample(
             swap.unload_all()  # the layer prefetched for a next pass
         if step_cache is not None:
             step_cache.release()
+        if fp8_schedule is not None:
+            fp8_schedule.end()
     return latents.float().cpu()
