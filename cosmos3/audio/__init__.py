@@ -1,0 +1,24 @@
+"""Sound: the Cosmos3 sound tokenizer's decoder (sound latents -> stereo waveform) and its checked loading.
+
+* :mod:`.config` — :class:`SoundTokenizerConfig` (diffusers ``sound_tokenizer/config.json``), the latent length of
+  a clip;
+* :mod:`.decoder` — :class:`SoundDecoder` (Oobleck-style Snake + weight-normed conv stack);
+* :mod:`.loading` — :func:`load_sound_decoder` (meta device, safetensors only, one error per problem).
+
+The sound latents themselves are denoised by the transformer next to the video (see
+:mod:`cosmos3.sampling.loop`).
+"""
+
+from .config import SoundConfigError, SoundTokenizerConfig
+from .decoder import SoundDecoder
+from .loading import check_sound_dim, load_sound_decoder, read_sound_config, sound_tokenizer_folder
+
+__all__ = [
+    "SoundConfigError",
+    "SoundDecoder",
+    "SoundTokenizerConfig",
+    "check_sound_dim",
+    "load_sound_decoder",
+    "read_sound_config",
+    "sound_tokenizer_folder",
+]
