@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 from tiny_sound import SOUND_DIM, make_reference_sound_tokenizer, reference_velocity_av
 from tiny_transformer import build_reference, reference_velocity, save_folder, tiny_config
 
 from cosmos3 import load_transformer
-from cosmos3.audio import load_sound_decoder
+from cosmos3.audio import inspect_sound_tokenizer, load_sound_decoder
+from cosmos3.files.safetensors import CheckpointError
 
 TOL = 1e-5
 # (config, frames, height, width, fps, condition_frames, timestep, sound frames)
@@ -129,3 +133,61 @@ def test_sound_decoder_matches_diffusers(tmp_path, dtype_name):
     assert expected.std() > 0.01
     assert (got - expected).abs().max().item() <= 1e-4
     assert ours.decode(latents[0]).shape == (2, 21 * 6)
+
+
+# ---------------------------------------------------------------------------------------------- bad files
+
+
+@pytest.fixture(scope="module")
+def tokenizer_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("snd") / "sound_tokenizer"
+    make_reference_sound_tokenizer(seed=1).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def test_latent_width_mismatch_names_both(tokenizer_folder):
+    with pytest.raises(CheckpointError, match=r"sound_tokenizer: .*vocoder_input_dim\) is 16 but .*sound_dim is 32"):
+        load_sound_decoder(tokenizer_folder, sound_dim=32)
+    with pytest.raises(CheckpointError, match="vocoder_input_dim"):
+        inspect_sound_tokenizer(tokenizer_folder, sound_dim=32)
+
+
+def test_missing_and_corrupt_files(tokenizer_folder, tmp_path):
+    with pytest.raises(CheckpointError, match="no such file or folder"):
+        load_sound_decoder(tmp_path / "nowhere")
+    broken = tmp_path / "sound_tokenizer"
+    shutil.copytree(tokenizer_folder, broken)
+    weights = broken / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="diffusion_pytorch_model.safetensors"):
+        inspect_sound_tokenizer(broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json: unreadable sound tokenizer config"):
+        load_sound_decoder(broken)
+    (broken / "config.json").write_text(json.dumps({"dec_type": "hifigan"}))
+    with pytest.raises(CheckpointError, match="'dec_type' = 'hifigan' is not supported"):
+        load_sound_decoder(broken)
+
+
+def test_missing_keys_are_listed(tokenizer_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "sound_tokenizer"
+    shutil.copytree(tokenizer_folder, folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(weights))
+    del tensors["decoder.conv2.weight_v"]
+    save_file(tensors, str(weights))
+    with pytest.raises(CheckpointError, match=r"missing keys \(1\):\n +decoder.conv2.weight_v"):
+        load_sound_decoder(folder)
+
+
+def test_decoder_only_checkpoint_loads(tokenizer_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "sound_tokenizer"
+    shutil.copytree(tokenizer_folder, folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    tensors = {k: v for k, v in load_file(str(weights)).items() if k.startswith("decoder.")}
+    save_file(tensors, str(weights))
+    assert load_sound_decoder(folder).decode(torch.zeros(16, 2)).shape == (2, 12)

@@ -3,7 +3,8 @@
 * :mod:`.config` — :class:`SoundTokenizerConfig` (diffusers ``sound_tokenizer/config.json``), the latent length of
   a clip;
 * :mod:`.decoder` — :class:`SoundDecoder` (Oobleck-style Snake + weight-normed conv stack);
-* :mod:`.loading` — :func:`load_sound_decoder` (meta device, safetensors only, one error per problem).
+* :mod:`.loading` — :func:`load_sound_decoder` (meta device, safetensors only, one error per problem);
+* :mod:`.stream` — :class:`SoundStream`: whether a loaded checkpoint can make sound, latent length, decoding.
 
 The sound latents themselves are denoised by the transformer next to the video (see
 :mod:`cosmos3.sampling.loop`).
@@ -11,13 +12,23 @@ The sound latents themselves are denoised by the transformer next to the video (
 
 from .config import SoundConfigError, SoundTokenizerConfig
 from .decoder import SoundDecoder
-from .loading import check_sound_dim, load_sound_decoder, read_sound_config, sound_tokenizer_folder
+from .loading import (
+    check_sound_dim,
+    inspect_sound_tokenizer,
+    load_sound_decoder,
+    read_sound_config,
+    sound_tokenizer_folder,
+)
+from .stream import SoundStream, SoundUnavailableError
 
 __all__ = [
     "SoundConfigError",
     "SoundDecoder",
+    "SoundStream",
+    "SoundUnavailableError",
     "SoundTokenizerConfig",
     "check_sound_dim",
+    "inspect_sound_tokenizer",
     "load_sound_decoder",
     "read_sound_config",
     "sound_tokenizer_folder",

@@ -121,6 +121,39 @@ def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v * (g.float() / norm)
 
 
+def _checked_layout(
+    reader: SafetensorsReader, config: SoundTokenizerConfig, source: str
+) -> tuple[SoundDecoder, dict[str, tuple[str, ...]]]:
+    """A meta-device decoder and ``{our key: checkpoint keys}`` after checking every key, shape and dtype."""
+    found = {k: info.shape for k, info in reader.items()}
+    with torch.device("meta"):
+        model = SoundDecoder(config)
+    shapes = module_shapes(model)
+    names = _stored_names(model, set(found))
+    expected: dict[str, tuple[int, ...]] = {}
+    for key, stored in names.items():
+        if len(stored) == 2:
+            expected[stored[0]] = (shapes[key][0], *([1] * (len(shapes[key]) - 1)))
+            expected[stored[1]] = shapes[key]
+        else:
+            expected[stored[0]] = shapes[key]
+    check_keys(expected, found, f"{source} (sound tokenizer)", ignored_unexpected=_SKIPPED_PREFIXES)
+    bad = [f"{k} ({reader[k].dtype})" for k in expected if reader[k].dtype not in _FLOAT_DTYPES]
+    if bad:
+        raise CheckpointKeyError(f"{source}: non-floating tensors: {', '.join(bad)}")
+    return model, names
+
+
+def inspect_sound_tokenizer(path: str | Path, *, sound_dim: int | None = None) -> SoundTokenizerConfig:
+    """Check a sound tokenizer without loading its weights (config, latent width, file headers, keys and shapes);
+    returns its config. Raises what :func:`load_sound_decoder` would raise for the same files."""
+    files, config, source = resolve_sound_location(path)
+    check_sound_dim(config, sound_dim, source)
+    with SafetensorsReader(files) as reader:
+        _checked_layout(reader, config, source)
+    return config
+
+
 def load_sound_decoder(
     path: str | Path,
     dtype: torch.dtype = torch.float32,
@@ -138,22 +171,7 @@ def load_sound_decoder(
     files, config, source = resolve_sound_location(path)
     check_sound_dim(config, sound_dim, source)
     with SafetensorsReader(files) as reader:
-        found = {k: info.shape for k, info in reader.items()}
-        with torch.device("meta"):
-            model = SoundDecoder(config)
-        shapes = module_shapes(model)
-        names = _stored_names(model, set(found))
-        expected: dict[str, tuple[int, ...]] = {}
-        for key, stored in names.items():
-            if len(stored) == 2:
-                expected[stored[0]] = (shapes[key][0], *([1] * (len(shapes[key]) - 1)))
-                expected[stored[1]] = shapes[key]
-            else:
-                expected[stored[0]] = shapes[key]
-        check_keys(expected, found, f"{source} (sound tokenizer)", ignored_unexpected=_SKIPPED_PREFIXES)
-        bad = [f"{k} ({reader[k].dtype})" for k in expected if reader[k].dtype not in _FLOAT_DTYPES]
-        if bad:
-            raise CheckpointKeyError(f"{source}: non-floating tensors: {', '.join(bad)}")
+        model, names = _checked_layout(reader, config, source)
         for key, stored in names.items():
             if len(stored) == 2:
                 tensor = _fold_weight_norm(reader.load(stored[0]), reader.load(stored[1]))
