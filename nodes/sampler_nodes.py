@@ -144,7 +144,7 @@ def run_sampler(
     compile_layers: bool = False,
     sound: str = "off",
     return_sound: bool = False,
-) -> dict | tuple[dict, dict | None]:
+) -> dict | tuple[dict, dict]:
     """Everything the Sampler node does; returns the LATENT dict.
 
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer

@@ -2,7 +2,8 @@
 
 Sound-capable checkpoints (transformer ``sound_gen``) denoise a sound latent jointly with the video; the Sampler's
 second output carries it as a LATENT ``{"samples": [1, sound_dim, T_s] float32, "type": "audio",
-"cosmos3_sound_tokenizer": <its sound tokenizer location or None>}``. Audio Decode turns it into ComfyUI's
+"cosmos3_sound_tokenizer": <its sound tokenizer location or None>}`` (``samples`` empty, ``[1, 0, 0]``, when no sound
+was generated: a LATENT output always carries a tensor). Audio Decode turns it into ComfyUI's
 ``AUDIO`` (``{"waveform": [1, channels, samples] float32, "sample_rate": Hz}``) for core CreateVideo (``audio``)
 -> SaveVideo, SaveAudio or PreviewAudio.
 
@@ -44,7 +45,7 @@ SOUND_INPUT_TOOLTIP = (
     "output with Cosmos3 MoT Audio Decode."
 )
 SOUND_OUTPUT_TOOLTIP = (
-    "Sound latents [1, sound_dim, T] for Cosmos3 MoT Audio Decode (None when no sound was generated)."
+    "Sound latents [1, sound_dim, T] for Cosmos3 MoT Audio Decode (empty when no sound was generated)."
 )
 
 
@@ -96,10 +97,10 @@ def sound_latent(samples: torch.Tensor, location: Path | None) -> dict:
             LATENT_KEY: str(location) if location is not None else None}
 
 
-def split_outputs(result, sound_frames: int | None, location: Path | None) -> tuple[torch.Tensor, dict | None]:
-    """``sample()``'s result -> (video latents, sound LATENT or ``None`` when no sound was generated)."""
+def split_outputs(result, sound_frames: int | None, location: Path | None) -> tuple[torch.Tensor, dict]:
+    """``sample()``'s result -> (video latents, sound LATENT; an empty one when no sound was generated)."""
     if sound_frames is None:
-        return result, None
+        return result, sound_latent(torch.zeros((1, 0, 0)), None)
     latents, sound = result
     return latents, sound_latent(sound, location)
 
@@ -188,7 +189,8 @@ class SoundDecoderHolder(torch.nn.Module):
 
 def check_sound_latent(latent) -> torch.Tensor:
     """The ``[1, C, T]`` tensor of a sound LATENT; clear errors for anything else."""
-    if latent is None:
+    if latent is None or (isinstance(latent, dict) and isinstance(latent.get("samples"), torch.Tensor)
+                          and latent["samples"].numel() == 0):
         raise ValueError(
             "no sound latents: the Sampler generated no sound (its 'sound' is 'off', or 'auto' on a checkpoint "
             "without a sound stream or for an image)"

@@ -62,11 +62,13 @@ def test_sound_matches_the_library(m, model, comfy_stub):
 
 def test_off_keeps_the_video_and_auto_follows_the_checkpoint(m, model):
     video_off, none = _sample(m, model, sound="off")
-    assert none is None
+    assert none["samples"].numel() == 0
+    with pytest.raises(ValueError, match="generated no sound"):
+        m.sound.AudioDecode.execute(none, "auto")
     video_auto, sound = _sample(m, model, sound="auto")
-    assert sound is not None and not torch.equal(video_off["samples"], video_auto["samples"])  # joint denoising
+    assert sound["samples"].numel() and not torch.equal(video_off["samples"], video_auto["samples"])  # joint
     _, no_sound = _sample(m, model, frames=1, sound="auto")  # an image: auto makes no sound
-    assert no_sound is None
+    assert no_sound["samples"].numel() == 0
     with pytest.raises(ValueError, match="image"):
         _sample(m, model, frames=1, sound="on")
 
@@ -90,4 +92,20 @@ def test_video_only_checkpoint_refuses_sound_on(m, comfy_stub, tmp_path):
     with pytest.raises(ValueError, match="no sound stream"):
         _sample(m, silent, sound="on")
     _, none = _sample(m, silent, sound="auto")
-    assert none is None
+    assert none["samples"].numel() == 0
+
+
+def test_sound_workflow_puts_the_audio_into_the_video(comfy_pack, comfy_stub):
+    import make_workflows
+    import workflow_check as wc
+    from tiny_models import install_fixtures, rewrite_names
+
+    fixtures = install_fixtures(comfy_stub.models_dir, comfy_stub.input_dir)
+    api = rewrite_names(wc.load_json(make_workflows.API_DIR / "cosmos3_t2v_sound.json"), fixtures.names)
+    result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
+    (saved,) = result.captured_by("SaveVideo")
+    video = saved["video"]
+    audio = video.audio
+    assert audio["sample_rate"] == 16000 and audio["waveform"].dim() == 3 and audio["waveform"].shape[:2] == (1, 2)
+    duration = video.images.shape[0] / video.fps
+    assert audio["waveform"].shape[2] == int(duration * 16000)  # as long as the clip
