@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
         help="allow sizes/frames outside the trained envelope of the variant",
     )
     gen.add_argument("--output", required=True, type=Path, help=f"output file: {', '.join(OUTPUT_FORMATS)}")
+    gen.add_argument("--sound", action="store_true",
+                     help="generate sound with the video (sound-capable checkpoints): the .mp4 gets an AAC track")
+    gen.add_argument("--sound-output", type=Path, default=None,
+                     help="also write the waveform alone to this .wav file (16-bit PCM; implies --sound)")
 
     demo = sub.add_parser("demo", help="install check on a tiny random checkpoint (the outputs are noise)")
     demo.add_argument("--output-dir", type=Path, default=Path("cosmos3-demo-output"))
@@ -86,6 +90,7 @@ def run_generate(args: argparse.Namespace) -> Path:
     output = check_output_path(args.output, args.frames)
     if output.suffix.lower() == ".png" and args.frames != 1:
         raise ValueError(f"{output}: .png holds one image; pass --frames 1 (text-to-image) or use .mp4/.webp/.npy")
+    sound = check_sound_outputs(args, output)
     image = read_image(args.image) if args.image is not None else None
     video = read_video(args.video) if args.video is not None else None
     device = _device(args.device)
@@ -96,7 +101,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         f"loaded {args.checkpoint} ({pipe.variant.value}, {dtype}, {device}) in {time.perf_counter() - start:.1f}s",
         file=sys.stderr,
     )
-    frames = pipe.generate(
+    result = pipe.generate(
         args.prompt,
         args.negative_prompt,
         image=image,
@@ -115,14 +120,48 @@ def run_generate(args: argparse.Namespace) -> Path:
         callback=_progress,
         strict_sizes=args.strict_sizes,
         tiled_decode={"auto": None, "on": True, "off": False}[args.tiled_decode],
+        **({"sound": True} if sound else {}),
     )
-    write_frames(frames, output, fps=args.fps)
+    frames = write_sound_outputs(args, output, result, pipe.sound_sample_rate) if sound else result
+    if not (sound and output.suffix.lower() == ".mp4"):
+        write_frames(frames, output, fps=args.fps)
     print(
         f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
         f"in {time.perf_counter() - start:.1f}s",
         file=sys.stderr,
     )
     return output
+
+
+def check_sound_outputs(args: argparse.Namespace, output: Path) -> bool:
+    """Whether sound is requested (``--sound`` / ``--sound-output``); bad combinations fail before loading."""
+    wav = args.sound_output
+    if not (args.sound or wav is not None):
+        return False
+    if wav is not None and Path(wav).suffix.lower() != ".wav":
+        raise ValueError(f"{wav}: --sound-output writes a .wav file")
+    if wav is not None and not Path(wav).expanduser().parent.is_dir():
+        raise ValueError(f"{wav}: the folder {Path(wav).parent} does not exist")
+    if args.frames == 1:
+        raise ValueError("--sound needs a video: text-to-image (--frames 1) has no duration to give sound")
+    if output.suffix.lower() != ".mp4" and wav is None:
+        raise ValueError(f"{output}: --sound stores the audio in an .mp4 output; use .mp4 or add --sound-output x.wav")
+    return True
+
+
+def write_sound_outputs(args: argparse.Namespace, output: Path, result, sample_rate: int) -> torch.Tensor:
+    """Write the .mp4 with its AAC track (when ``output`` is .mp4) and the .wav (``--sound-output``); returns frames."""
+    from .audio.wav import write_wav
+    from .files.video import write_video
+
+    frames, waveform = result
+    if output.suffix.lower() == ".mp4":
+        write_video(output, frames, args.fps, audio=waveform, sample_rate=sample_rate)
+    if args.sound_output is not None:
+        write_wav(Path(args.sound_output).expanduser(), waveform, sample_rate)
+        print(f"wrote {args.sound_output} ({waveform.shape[1] / sample_rate:.2f}s of sound, {sample_rate} Hz)",
+              file=sys.stderr)
+    return frames
 
 
 def run_demo(args: argparse.Namespace) -> list[Path]:

@@ -22,6 +22,7 @@ IMPORT_NAMES = {
     "pillow": {"PIL"},
     "opencv-python": {"cv2"},
     "better_profanity": {"better_profanity"},
+    "av": {"av"},
 }
 # Provided by the host (ComfyUI brings torch) or by this repository itself.
 HOST_OR_OWN = {

@@ -4,7 +4,8 @@
   a clip;
 * :mod:`.decoder` — :class:`SoundDecoder` (Oobleck-style Snake + weight-normed conv stack);
 * :mod:`.loading` — :func:`load_sound_decoder` (meta device, safetensors only, one error per problem);
-* :mod:`.stream` — :class:`SoundStream`: whether a loaded checkpoint can make sound, latent length, decoding.
+* :mod:`.stream` — :class:`SoundStream`: whether a loaded checkpoint can make sound, latent length, decoding;
+* :mod:`.wav` — :func:`write_wav` (16-bit PCM).
 
 The sound latents themselves are denoised by the transformer next to the video (see
 :mod:`cosmos3.sampling.loop`).
@@ -20,6 +21,7 @@ from .loading import (
     sound_tokenizer_folder,
 )
 from .stream import SoundStream, SoundUnavailableError
+from .wav import write_wav
 
 __all__ = [
     "SoundConfigError",
@@ -32,4 +34,5 @@ __all__ = [
     "load_sound_decoder",
     "read_sound_config",
     "sound_tokenizer_folder",
+    "write_wav",
 ]
