@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import torch
-from _harness import Bench, free, max_abs, mib, ours_step, param_bytes, peak_memory, ratio, sync
+from _harness import Bench, free, max_abs, mib, ours_step, param_bytes, peak_memory, ratio, rss_bytes, sync
 
 from cosmos3.audio import SoundDecoder, SoundTokenizerConfig
 
@@ -49,8 +49,9 @@ def build_steps(bench: Bench) -> dict:
     return steps
 
 
-def decoder_figures(bench: Bench, dtype: torch.dtype) -> tuple[str, str, str, str, str]:
-    """(sound tokens, seconds of audio, weights MiB, peak MiB while decoding, seconds to decode)."""
+def decoder_figures(bench: Bench, dtype: torch.dtype) -> tuple[str, str, str, str, str, str]:
+    """(sound tokens, seconds of audio, weights MiB, peak MiB while decoding, of which above the memory in use
+    before decoding (activations), seconds to decode)."""
     latents = sound_latents(bench)
     with torch.device("meta"):
         decoder = SoundDecoder(SHIPPED)
@@ -60,6 +61,8 @@ def decoder_figures(bench: Bench, dtype: torch.dtype) -> tuple[str, str, str, st
             param.normal_(0.0, 0.02)
     weights = param_bytes(decoder)
     free()
+    cuda = torch.device(bench.device).type == "cuda"
+    before = torch.cuda.memory_allocated(bench.device) if cuda else rss_bytes()
     with peak_memory(bench.device) as peak:
         sync()
         start = time.perf_counter()
@@ -68,7 +71,7 @@ def decoder_figures(bench: Bench, dtype: torch.dtype) -> tuple[str, str, str, st
         seconds = time.perf_counter() - start
     used = peak["vram"] if peak["vram"] is not None else peak["rss"]
     length = audio.shape[-1] / SHIPPED.sampling_rate
-    return str(latents.shape[-1]), f"{length:.2f}", mib(weights), mib(used), f"{seconds:.2f}"
+    return str(latents.shape[-1]), f"{length:.2f}", mib(weights), mib(used), mib(used - before), f"{seconds:.2f}"
 
 
 def main() -> None:
@@ -95,11 +98,11 @@ def main() -> None:
     bench.report(f"one CFG step, {tokens} video tokens + {sound_tokens} sound tokens ({args.grid} latents):",
                  header, rows)
     decoder_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.decoder_dtype]
-    _, seconds, weights, peak, decode_s = decoder_figures(bench, decoder_dtype)
+    _, seconds, weights, peak, above, decode_s = decoder_figures(bench, decoder_dtype)
     memory = "VRAM" if "cuda" in str(bench.device) else "RSS"
     print(f"\nsound decoder (shipped size, {args.decoder_dtype}, {bench.device}): {seconds} s of stereo 48 kHz audio "
-          f"from {sound_tokens} latents; weights {weights} MiB, peak {memory} while decoding {peak} MiB, "
-          f"{decode_s} s", flush=True)
+          f"from {sound_tokens} latents; weights {weights} MiB; peak {memory} while decoding {peak} MiB of which "
+          f"{above} MiB above what was in use before (activations); {decode_s} s", flush=True)
 
 if __name__ == "__main__":
     main()
