@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
                      "itself (default: no guardrail runs)")
     gen.add_argument("--output", required=True, type=Path,
                      help=f"output file: {', '.join(OUTPUT_FORMATS)} (.mp4 is H.264; .png = one frame; .npy = float32)")
+    gen.add_argument("--sound", action="store_true",
+                     help="generate sound with the video (sound-capable checkpoints): the .mp4 gets an AAC track")
+    gen.add_argument("--sound-output", type=Path, default=None,
+                     help="also write the waveform alone to this .wav file (16-bit PCM; implies --sound)")
 
     demo = sub.add_parser("demo", help="install check on a tiny random checkpoint (the outputs are noise)",
                           formatter_class=_HelpFormatter)
@@ -119,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 def run_generate(args: argparse.Namespace) -> Path:
     start = time.perf_counter()
     request = prepare_request(args)  # everything checkable without the weights, before loading them
+    sound = check_sound_outputs(args, request.output)
     progress = Progress()
     progress.line(describe_request(request.plan, request.variant, request.device, request.dtype))
     for warning in request.plan.warnings:
@@ -143,13 +148,49 @@ def run_generate(args: argparse.Namespace) -> Path:
             prompt_style=args.prompt_style, use_system_prompt=args.system_prompt, callback=progress.step,
             strict_sizes=args.strict_sizes, tiled_decode={"auto": None, "on": True, "off": False}[args.tiled_decode],
             guardrail=request.guardrail, allow_empty_prompt=args.allow_empty_prompt, stage_callback=progress.stage,
+            **({"sound": True} if sound else {}),
         )
-    write_frames(frames, request.output, fps=request.plan.geometry.fps)
+    fps = request.plan.geometry.fps
+    if sound:
+        frames = write_sound_outputs(args, request.output, frames, pipe.sound_sample_rate, fps)
+    if not (sound and request.output.suffix.lower() == ".mp4"):
+        write_frames(frames, request.output, fps=fps)
     progress.line(
         f"wrote {request.output} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
         f"in {format_seconds(time.perf_counter() - start)}"
     )
     return request.output
+
+
+def check_sound_outputs(args: argparse.Namespace, output: Path) -> bool:
+    """Whether sound is requested (``--sound`` / ``--sound-output``); bad combinations fail before loading."""
+    wav = args.sound_output
+    if not (args.sound or wav is not None):
+        return False
+    if wav is not None and Path(wav).suffix.lower() != ".wav":
+        raise ValueError(f"{wav}: --sound-output writes a .wav file")
+    if wav is not None and not Path(wav).expanduser().parent.is_dir():
+        raise ValueError(f"{wav}: the folder {Path(wav).parent} does not exist")
+    if args.frames == 1:
+        raise ValueError("--sound needs a video: text-to-image (--frames 1) has no duration to give sound")
+    if output.suffix.lower() != ".mp4" and wav is None:
+        raise ValueError(f"{output}: --sound stores the audio in an .mp4 output; use .mp4 or add --sound-output x.wav")
+    return True
+
+
+def write_sound_outputs(args: argparse.Namespace, output: Path, result, sample_rate: int, fps: float) -> torch.Tensor:
+    """Write the .mp4 with its AAC track (when ``output`` is .mp4) and the .wav (``--sound-output``); returns frames."""
+    from .audio.wav import write_wav
+    from .files.video import write_video
+
+    frames, waveform = result
+    if output.suffix.lower() == ".mp4":
+        write_video(output, frames, fps, audio=waveform, sample_rate=sample_rate)
+    if args.sound_output is not None:
+        write_wav(Path(args.sound_output).expanduser(), waveform, sample_rate)
+        print(f"wrote {args.sound_output} ({waveform.shape[1] / sample_rate:.2f}s of sound, {sample_rate} Hz)",
+              file=sys.stderr)
+    return frames
 
 
 def run_demo(args: argparse.Namespace) -> list[Path]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .audio.stream import SoundStream, SoundUnavailableError
 from .defaults import GenerationDefaults, Mode, generation_defaults
 from .files.checkpoint import CheckpointInfo
 from .model.loading import load_text_tower, load_transformer
@@ -88,6 +89,7 @@ class Cosmos3Pipeline:
         *,
         text_residency: TextTowerResidency | None = None,
         prompt_cache: PromptKVCache | None = None,
+        sound: SoundStream | None = None,
     ):
         self.transformer = transformer
         self.vae = vae
@@ -98,6 +100,8 @@ class Cosmos3Pipeline:
         self.cfg_batch = False
         self.step_cache: StepCache | None = None
         self._warned_unguarded = False
+        # Sound (sound-capable checkpoints): the sound tokenizer location; its decoder loads on first use.
+        self.sound = sound or SoundStream(transformer.config, None)
 
     @classmethod
     def from_pretrained(
@@ -113,6 +117,7 @@ class Cosmos3Pipeline:
         text_offload_device: torch.device | str = "cpu",
         prompt_cache: int | None = None,
         attention_backend: str | None = None,
+        sound_tokenizer_path: str | Path | None = None,
     ) -> Cosmos3Pipeline:
         """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
 
@@ -122,7 +127,8 @@ class Cosmos3Pipeline:
         ``text_offload_device`` and visits ``device`` only to encode a new prompt) or ``"drop"`` (freed after
         encoding, reloaded from the checkpoint for a new prompt). ``prompt_cache``: how many prompts' K/V to
         keep (default 4 when the text tower is evicted, else 0). ``attention_backend``: see
-        :mod:`cosmos3.model.attention`.
+        :mod:`cosmos3.model.attention`. ``sound_tokenizer_path`` overrides the sound tokenizer location (default:
+        the checkpoint's ``sound_tokenizer/``; loaded only when sound is generated).
         """
         mode = text_tower_mode(offload_text_tower)
         info = CheckpointInfo.read(checkpoint_dir)
@@ -148,6 +154,10 @@ class Cosmos3Pipeline:
         entries = prompt_cache if prompt_cache is not None else (4 if mode != "keep" else 0)
         vae = load_vae(vae_path or info.root / "vae", dtype=vae_dtype or dtype, device=device)
         tokenizer = load_text_tokenizer(info.root, vocab_size=transformer.config.vocab_size)
+        if sound_tokenizer_path is not None:
+            sound = SoundStream(transformer.config, sound_tokenizer_path, dtype, device, checkpoint=info.root)
+        else:
+            sound = SoundStream.for_checkpoint(transformer.config, info.root, dtype, device)
         return cls(
             transformer,
             vae,
@@ -155,12 +165,23 @@ class Cosmos3Pipeline:
             info,
             text_residency=residency,
             prompt_cache=PromptKVCache(entries) if entries else None,
+            sound=sound,
         )
 
     # ------------------------------------------------------------------ metadata
     @property
     def variant(self) -> Variant:
         return variant_from_config(self.transformer.config)
+
+    @property
+    def has_sound(self) -> bool:
+        """Whether this checkpoint has a sound stream (a sound head and a sound tokenizer location)."""
+        return self.sound.available
+
+    @property
+    def sound_sample_rate(self) -> int | None:
+        """Sample rate (Hz) of the waveforms ``generate(..., sound=True)`` returns; ``None`` without sound."""
+        return self.sound.sample_rate
 
     def defaults(self, mode: Mode | str) -> GenerationDefaults:
         """Framework default parameters for ``mode`` on this checkpoint."""
@@ -216,7 +237,8 @@ class Cosmos3Pipeline:
         return_latents: bool = False,
         allow_empty_prompt: bool = False,
         stage_callback: StageCallback | None = None,
-    ) -> torch.Tensor:
+        sound: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
 
         The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``
@@ -234,6 +256,10 @@ class Cosmos3Pipeline:
         (:class:`~cosmos3.runtime.memory_budget.MemoryEstimateError`) before anything runs.
         ``stage_callback(stage, done, total)`` reports the stages around sampling (:data:`STAGES`): ``(stage, 0, 1)``
         / ``(stage, 1, 1)`` around prompt and condition encoding, ``("decode", done, total)`` per decoded chunk.
+
+        ``sound=True`` (sound-capable checkpoints, T2V/I2V/V2V) denoises a sound latent jointly with the video and
+        returns ``(frames, waveform)``: the waveform float32 ``[channels, samples]`` in [-1, 1] at
+        :attr:`sound_sample_rate`, as long as the clip (``return_latents``: ``(latents, sound latents)``).
         """
         check_prompt_text(prompt, allow_empty=allow_empty_prompt)
         check_negative_text(negative_prompt)
@@ -246,6 +272,7 @@ class Cosmos3Pipeline:
         )
         geometry = plan.geometry
         sampler = plan.build_sampler(info)  # a bad steps/shift/schedule fails here, before the text tower runs
+        sound_frames = self._sound_frames(geometry) if sound else None  # likewise a checkpoint without sound
         check_request_memory(
             self.transformer.config, geometry, self.transformer.compute_dtype,
             self.transformer.gen_tower.proj_in.weight.device,
@@ -292,10 +319,11 @@ class Cosmos3Pipeline:
         latents = sample(
             self.transformer, encoded, sampler, guidance_scale=plan.guidance, seed=seed, condition=condition,
             guidance_interval=plan.guidance_interval, callback=step_callback, cfg_batch=self.cfg_batch,
-            step_cache=self.step_cache,
+            step_cache=self.step_cache, sound_frames=sound_frames,
         )
+        latents, sound_latents = latents if sound else (latents, None)
         if return_latents:
-            return latents
+            return latents if sound_latents is None else (latents, sound_latents)
         stage("decode", 0, 1)
         frames = self.decode(latents, tiled=tiled_decode, progress=lambda done, total: stage("decode", done, total))
         if guardrail is not None:
@@ -303,4 +331,16 @@ class Cosmos3Pipeline:
             if checked is None:
                 raise ValueError(f"the guardrail blocked the generated frames:\n{report}")
             frames = checked
+        if sound_latents is not None:
+            return frames, self.sound.decode(sound_latents)
         return frames
+
+    def _sound_frames(self, geometry: Any) -> int:
+        """Sound latent length for ``geometry``; refuses images and checkpoints without a sound stream."""
+        if geometry.is_image:
+            raise SoundUnavailableError(
+                "sound=True needs a video: text-to-image (num_frames=1) has no duration to give sound; "
+                "use num_frames > 1 or sound=False"
+            )
+        self.sound.check()
+        return self.sound.latent_frames(geometry.frames, geometry.fps)

@@ -27,7 +27,7 @@ from ..cosmos3.sampling.conditioning import ImageCondition
 from ..cosmos3.sampling.loop import MAX_GUIDANCE, sample
 from ..cosmos3.sampling.schedulers import MAX_SHIFT, MAX_STEPS, SamplerConfigError
 from ..cosmos3.text.encoding import EncodedPrompt
-from . import _comfy
+from . import _comfy, sound_nodes
 from ._comfy import io
 from .common import (
     C3MOT_IMAGE_COND,
@@ -142,11 +142,13 @@ def run_sampler(
     step_cache_warmup: int = 3,
     blocks_to_swap: int = 0,
     compile_layers: bool = False,
-) -> dict:
+    sound: str = "off",
+    return_sound: bool = False,
+) -> dict | tuple[dict, dict]:
     """Everything the Sampler node does; returns the LATENT dict.
 
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
-    prefetched ahead) instead of loading the whole generation tower through ComfyUI.
+    prefetched ahead) instead of loading the whole generation tower through ComfyUI. ``sound``: see sound_nodes.
     """
     text = _check_text(text)
     image_cond = _check_condition(image_cond)
@@ -177,6 +179,7 @@ def run_sampler(
         sampler = plan.build_sampler(info)
     except SamplerConfigError as exc:
         raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
+    sound_frames, sound_location = sound_nodes.plan_sound(model, sound, frames, plan.geometry.fps)
     attention = check_attention(attention)
     cache = _speed_options(
         model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
@@ -224,7 +227,7 @@ def run_sampler(
         latents = sample(
             transformer, text, sampler, guidance_scale=plan.guidance, seed=seed, condition=image_cond,
             guidance_interval=plan.guidance_interval, callback=on_step, device=device, cfg_batch=cfg_batch,
-            step_cache=cache,
+            step_cache=cache, sound_frames=sound_frames,
         )
     finally:
         transformer.attention_backend = previous
@@ -234,8 +237,10 @@ def run_sampler(
             transformer.gen_tower.to(patcher.offload_device)
     if cache is not None and cache.skipped_steps:
         log.info("[Cosmos3 MoT] step cache reused the generation tower on steps %s", cache.skipped_steps)
+    latents, sound_out = sound_nodes.split_outputs(latents, sound_frames, sound_location)
     raw = model.latent_stats.denormalize(latents, model.dtype)
-    return {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
+    video = {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
+    return (video, sound_out) if return_sound else video
 
 
 class Sampler(io.ComfyNode):
@@ -405,12 +410,14 @@ class Sampler(io.ComfyNode):
                         "Triton/C++ toolchain)."
                     ),
                 ),
+                sound_nodes.sound_input(),
             ],
             outputs=[
                 io.Latent.Output(
                     display_name="samples",
                     tooltip=("Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."),
-                )
+                ),
+                sound_nodes.sound_output(),
             ],
         )
 
@@ -433,9 +440,10 @@ class Sampler(io.ComfyNode):
         step_cache_warmup=3,
         blocks_to_swap=0,
         compile=False,
+        sound="off",
     ) -> io.NodeOutput:
         return io.NodeOutput(
-            run_sampler(
+            *run_sampler(
                 model,
                 text,
                 samples,
@@ -452,6 +460,8 @@ class Sampler(io.ComfyNode):
                 step_cache_warmup=step_cache_warmup,
                 blocks_to_swap=blocks_to_swap,
                 compile_layers=compile,
+                sound=sound,
+                return_sound=True,
             )
         )
 
