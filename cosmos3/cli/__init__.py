@@ -1,7 +1,7 @@
 """Command line: ``python -m cosmos3 generate ...`` and ``python -m cosmos3 demo``.
 
-``generate`` checks every option before loading the weights (:mod:`cosmos3.cli_checks`), prints the settings it
-resolved, then reports progress (:mod:`cosmos3.cli_progress`). Bad input exits with status 2 and one
+``generate`` checks every option before loading the weights (:mod:`cosmos3.cli.checks`), prints the settings it
+resolved, then reports progress (:mod:`cosmos3.cli.progress`). Bad input exits with status 2 and one
 ``error:`` line naming the option; Ctrl-C prints ``interrupted`` and exits 130, SIGTERM ``terminated`` and 143 —
 an output being written is never left behind half-written.
 """
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from .cli_checks import CliError, cli_message, prepare_request
-from .cli_progress import Progress, describe_request, format_seconds
-from .dtypes import DTYPES
-from .errors import Cosmos3Error
-from .files.media import OUTPUT_FORMATS, write_frames
-from .sampling.schedulers import SCHEDULE_HELP, SCHEDULES
+from ..dtypes import DTYPES
+from ..errors import Cosmos3Error
+from ..files.media import OUTPUT_FORMATS, write_frames
+from ..sampling.schedulers import SCHEDULE_HELP, SCHEDULES
+from .checks import CliError, cli_message, prepare_request
+from .progress import Progress, describe_request, format_seconds
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
@@ -132,7 +132,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         progress.line(f"guardrail: {request.guardrail.describe()}")
     else:
         progress.line("guardrail: none runs (pass --guardrail FOLDER to check the prompt and the frames)")
-    from .pipeline import UNGUARDED_WARNING, Cosmos3Pipeline
+    from ..pipeline import UNGUARDED_WARNING, Cosmos3Pipeline
 
     progress.line(f"  loading {args.checkpoint} ...")
     pipe = Cosmos3Pipeline.from_pretrained(args.checkpoint, dtype=request.dtype, device=request.device,
@@ -180,8 +180,8 @@ def check_sound_outputs(args: argparse.Namespace, output: Path) -> bool:
 
 def write_sound_outputs(args: argparse.Namespace, output: Path, result, sample_rate: int, fps: float) -> torch.Tensor:
     """Write the .mp4 with its AAC track (when ``output`` is .mp4) and the .wav (``--sound-output``); returns frames."""
-    from .audio.wav import write_wav
-    from .files.video import write_video
+    from ..audio.wav import write_wav
+    from ..files.video import write_video
 
     frames, waveform = result
     if output.suffix.lower() == ".mp4":
@@ -196,8 +196,8 @@ def write_sound_outputs(args: argparse.Namespace, output: Path, result, sample_r
 def run_demo(args: argparse.Namespace) -> list[Path]:
     from PIL import Image
 
-    from .demo import build_demo_checkpoint
-    from .pipeline import Cosmos3Pipeline
+    from ..demo import build_demo_checkpoint
+    from ..pipeline import Cosmos3Pipeline
 
     print("INSTALL CHECK - tiny random weights: the outputs below are noise, not a model result.", file=sys.stderr)
     args.output_dir.mkdir(parents=True, exist_ok=True)

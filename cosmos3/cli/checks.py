@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .dtypes import DTYPES
-from .errors import Cosmos3Error
+from ..dtypes import DTYPES
+from ..errors import Cosmos3Error
 
 MAX_SEED = 2**63 - 1
 EMPTY_PROMPT_HINT = (
@@ -67,8 +67,8 @@ class Request:
 
 def read_prompt(args: argparse.Namespace) -> str:
     """The prompt from ``--prompt`` or ``--prompt-file`` (strict UTF-8), checked (not empty unless allowed)."""
-    from .text.prompt_checks import EmptyPromptError, check_prompt_text
-    from .text.prompting import PromptError
+    from ..text.prompt_checks import EmptyPromptError, check_prompt_text
+    from ..text.prompting import PromptError
 
     option = "--prompt"
     if args.prompt_file is not None:
@@ -95,7 +95,7 @@ def read_prompt(args: argparse.Namespace) -> str:
 
 
 def read_negative(args: argparse.Namespace) -> str | None:
-    from .text.prompt_checks import check_negative_text
+    from ..text.prompt_checks import check_negative_text
 
     try:
         return check_negative_text(args.negative_prompt)
@@ -152,9 +152,9 @@ def _finite(option: str, value: float | None, low: float, high: float, *, low_op
 
 def check_numbers(args: argparse.Namespace) -> None:
     """Ranges of the numeric options that hold whatever the checkpoint (errors name the option)."""
-    from .geometry import MAX_FRAMES, MAX_SIDE
-    from .sampling.loop import MAX_GUIDANCE
-    from .sampling.sigmas import MAX_STEPS, MIN_STEPS
+    from ..geometry import MAX_FRAMES, MAX_SIDE
+    from ..sampling.loop import MAX_GUIDANCE
+    from ..sampling.sigmas import MAX_STEPS, MIN_STEPS
 
     if args.frames is not None and not 1 <= args.frames <= MAX_FRAMES:
         raise CliError(f"--frames {args.frames} is out of range; allowed: 1 (an image) or 4k+1 up to {MAX_FRAMES}")
@@ -175,8 +175,8 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 def check_output(args: argparse.Namespace, frames: int, fps: float) -> Path:
     """The output path (extension, folder, not a folder itself, .png = one frame) and fps within its format."""
-    from .files.media import check_output_path
-    from .files.video import VideoWriteError, check_video_fps
+    from ..files.media import check_output_path
+    from ..files.video import VideoWriteError, check_video_fps
 
     output = Path(args.output)
     if output.suffix.lower() in (".mp4", ".webp") and frames > 1:
@@ -195,8 +195,8 @@ def check_output(args: argparse.Namespace, frames: int, fps: float) -> Path:
 
 
 def _read_config(checkpoint: Path):
-    from .files.checkpoint import CheckpointInfo
-    from .model.config import TransformerConfig
+    from ..files.checkpoint import CheckpointInfo
+    from ..model.config import TransformerConfig
 
     info = CheckpointInfo.read(checkpoint)
     config_path = info.root / "transformer" / "config.json"
@@ -207,10 +207,10 @@ def _read_config(checkpoint: Path):
 
 def prepare_request(args: argparse.Namespace) -> Request:
     """Check everything that does not need the weights; see the module docstring."""
-    from .files.media import read_image, read_video
-    from .runtime.memory_budget import check_request_memory
-    from .sampling.plan import resolve_sampling_plan
-    from .variants import variant_from_config
+    from ..files.media import read_image, read_video
+    from ..runtime.memory_budget import check_request_memory
+    from ..sampling.plan import resolve_sampling_plan
+    from ..variants import variant_from_config
 
     prompt = read_prompt(args)
     negative = read_negative(args)
