@@ -392,6 +392,16 @@ class Latent(ComfyTypeIO):
     Type = dict
 
 
+@comfytype(io_type="CONDITIONING")
+class Conditioning(ComfyTypeIO):
+    Type = list
+
+
+@comfytype(io_type="MODEL")
+class Model(ComfyTypeIO):
+    Type = object
+
+
 # ------------------------------------------------------------------------------------------------------
 # Hidden inputs
 
@@ -701,6 +711,8 @@ __all__ = [
     "Image",
     "Mask",
     "Latent",
+    "Conditioning",
+    "Model",
     "HiddenHolder",
     "Hidden",
     "NodeInfoV1",
