@@ -108,6 +108,10 @@ def conditioning(payload: TextConditioning) -> list:
 
 def with_condition(cond_list: list, condition: ImageCondition | None) -> list:
     """A copy of a Cosmos3 CONDITIONING list whose entries carry ``condition`` (``None`` removes it)."""
+    if condition is not None and not isinstance(condition, ImageCondition):
+        raise TypeError(
+            f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(condition).__name__}"
+        )
     out = []
     for tensor, options in cond_list:
         payload = options.get(COND_KEY)

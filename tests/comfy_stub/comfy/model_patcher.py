@@ -170,6 +170,8 @@ class ModelPatcher:
     def get_model_object(self, name: str):
         if name in self.object_patches:
             return self.object_patches[name]
+        if name in self.object_patches_backup:  # another clone's object patch is applied right now
+            return self.object_patches_backup[name]
         obj = self.model
         for part in name.split("."):
             obj = getattr(obj, part)
