@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from . import conditioning_nodes, core_nodes, guardrail_nodes, latent_nodes, model_nodes, sampler_nodes, text_nodes, vae_nodes
+from . import (
+    conditioning_nodes,
+    core_nodes,
+    guardrail_nodes,
+    latent_nodes,
+    model_nodes,
+    sampler_nodes,
+    text_nodes,
+    vae_nodes,
+)
 from .common import DISPLAY_PREFIX
 
 NODE_PREFIX = "C3MoT"

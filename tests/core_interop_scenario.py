@@ -147,8 +147,9 @@ def _real_only(core, positive, negative, samples, pos_i2v, neg_i2v, clean, stats
     """Core nodes that the stand-in does not model: KSampler/KSamplerAdvanced nodes, SamplerCustomAdvanced with
     CFGGuider/BasicGuider, uni_pc_bh2."""
     import comfy.sample
-    import nodes
     from comfy_extras import nodes_custom_sampler as ncs
+
+    import nodes
 
     out = {}
     latent = {"samples": samples}
