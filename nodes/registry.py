@@ -7,6 +7,7 @@ from . import (
     core_nodes,
     guardrail_nodes,
     latent_nodes,
+    lora_nodes,
     model_nodes,
     sampler_nodes,
     text_nodes,
@@ -19,7 +20,7 @@ NODE_PREFIX = "C3MoT"
 # Node modules in registration order. Each defines ``NODES``: a list of ``io.ComfyNode`` classes whose schema's
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
 NODE_MODULES = (guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes,
-                core_nodes)
+                core_nodes, lora_nodes)
 
 
 def collect_nodes() -> dict[str, type]:

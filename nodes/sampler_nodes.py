@@ -202,6 +202,9 @@ def run_sampler(
     transformer = model.transformer
     device = model.device
     swap = None
+    if blocks_to_swap and getattr(patcher, "patches", None):
+        raise ValueError("blocks_to_swap streams the stored weights and cannot apply LoRA patches; set it to 0 "
+                         "for a model from the LoRA Loader")
     if blocks_to_swap:
         # We place the layers ourselves: the tower leaves ComfyUI's list of loaded models first.
         _comfy.offload_models([patcher])

@@ -181,6 +181,133 @@ def _real_only(core, positive, negative, samples, pos_i2v, neg_i2v, clean, stats
     return out
 
 
+def _random_lora(model, path: Path) -> dict[str, torch.Tensor]:
+    """A random rank-2 LoRA in mixed key styles (diffusers lora_A/B, framework lora_down/up + alpha, a ComfyUI
+    MODEL name) over generation- and text-tower weights; saved to ``path``."""
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(3)
+    params = dict(model.transformer.named_parameters())
+
+    def pair(weight: str):
+        out_f, in_f = params[weight].shape
+        return torch.randn(out_f, 2, generator=gen) * 0.3, torch.randn(2, in_f, generator=gen) * 0.3
+
+    state = {}
+    for module, weight in (("transformer.layers.0.self_attn.add_q_proj", "gen_tower.layers.0.add_q_proj.weight"),
+                           ("layers.1.mlp_moe_gen.down_proj", "gen_tower.layers.1.mlp_moe_gen.down_proj.weight"),
+                           ("transformer.layers.0.self_attn.to_k", "text_tower.layers.0.to_k.weight")):
+        up, down = pair(weight)
+        state[f"{module}.lora_B.weight"], state[f"{module}.lora_A.weight"] = up, down
+    for module, weight in (("language_model.model.layers.0.self_attn.v_proj", "text_tower.layers.0.to_v.weight"),
+                           ("language_model.model.layers.1.self_attn.o_proj_moe_gen",
+                            "gen_tower.layers.1.to_add_out.weight"),
+                           ("diffusion_model.proj_out", "gen_tower.proj_out.weight")):
+        up, down = pair(weight)
+        state[f"{module}.lora_up.weight"], state[f"{module}.lora_down.weight"] = up, down
+        state[f"{module}.alpha"] = torch.tensor(1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return state
+
+
+def run_lora(pack_name: str, checkpoint: Path, workdir: Path) -> dict:
+    """C3MoT LoRA Loader and core ``load_lora_for_models`` (LoraLoaderModelOnly) against a hand merge."""
+    import copy
+
+    import comfy.model_management
+    import comfy.sd
+
+    mods = sys.modules
+    model_nodes = mods[f"{pack_name}.nodes.model_nodes"]
+    text_nodes = mods[f"{pack_name}.nodes.text_nodes"]
+    sampler_nodes = mods[f"{pack_name}.nodes.sampler_nodes"]
+    lora_nodes = mods[f"{pack_name}.nodes.lora_nodes"]
+    lora_mod = mods[f"{pack_name}.cosmos3.model.lora"]
+    encoding = mods[f"{pack_name}.cosmos3.text.encoding"]
+    geometry_mod = mods[f"{pack_name}.cosmos3.geometry"]
+
+    model = model_nodes.load_model(checkpoint, "fp32", "auto")
+    transformer = model.transformer
+    path = workdir / "loras" / "c3_test_lora.safetensors"
+    state = _random_lora(model, path)
+    out: dict = {}
+
+    def encode(m):
+        return text_nodes.TextEncode.execute(m, PROMPT, NEGATIVE, "framework", "auto", W, H, F, 24.0)[0]
+
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn((1, 48, 3, H // 16, W // 16), generator=gen)
+
+    def velocity(patcher, cache):
+        comfy.model_management.load_models_gpu([patcher])
+        return transformer.velocity(x, 700.25, cache, fps=24.0).float()
+
+    base_text = encode(model)
+    base_v = velocity(model.gen_patcher, base_text.cond)
+
+    lora_model, counts = lora_nodes.apply_lora(model, path, 0.7, 0.5, name="c3_test_lora.safetensors")
+    out["counts"] = counts
+    lora_text = encode(lora_model)
+    lora_v = velocity(lora_model.gen_patcher, lora_text.cond)
+
+    def pristine():  # a copy of the unpatched weights (loading the base patchers restores them)
+        comfy.model_management.load_models_gpu([model.gen_patcher, model.text_patcher])
+        return copy.deepcopy(transformer)
+
+    reference = pristine()
+    updates = lora_mod.parse_lora(state, reference)
+    lora_mod.merge_lora(reference, updates, 0.7, towers=("gen_tower",))
+    lora_mod.merge_lora(reference, updates, 0.5, towers=("text_tower",))
+    geometry = geometry_mod.Geometry(F, H, W, 24.0)
+    ref_text = encoding.encode_prompt(reference, model.tokenizer, PROMPT, None, geometry=geometry,
+                                      prompt_style="framework", with_negative=False)
+    ref_v = reference.velocity(x, 700.25, ref_text.cond, fps=24.0).float()
+    out["text_kv_err"] = max(float((a - b).abs().max()) for a, b in zip(lora_text.cond.keys, ref_text.cond.keys))
+    out["text_kv_changed"] = max(float((a - b).abs().max()) for a, b in zip(lora_text.cond.keys, base_text.cond.keys))
+    out["velocity_err"] = float((lora_v - ref_v).abs().max())
+    out["velocity_changed"] = float((lora_v - base_v).abs().max())
+    out["tags"] = [model.text_weights, lora_model.text_weights, lora_text.text_weights]
+
+    # the base model again: weights restored, K/V and velocity bitwise the first ones
+    again = encode(model)
+    out["base_kv_restored"] = all(torch.equal(a, b) for a, b in zip(again.cond.keys, base_text.cond.keys))
+    out["base_velocity_restored"] = bool(torch.equal(velocity(model.gen_patcher, base_text.cond), base_v))
+    try:  # K/V of the LoRA text tower with the base model (or the reverse) are refused
+        sampler_nodes.run_sampler(model, lora_text, {"samples": torch.zeros(1, 48, 3, H // 16, W // 16)}, seed=1,
+                                  steps=1)
+        out["stale_refused"] = False
+    except ValueError as exc:
+        out["stale_refused"] = "text-tower weights" in str(exc)
+
+    # core LoraLoaderModelOnly's path on the MODEL: the generation updates under the MODEL's own names
+    core_sd = {}
+    for update in updates:
+        if update.tower == "gen_tower":
+            stem = "diffusion_model." + update.target[len("gen_tower."):-len(".weight")]
+            core_sd[f"{stem}.lora_up.weight"], core_sd[f"{stem}.lora_down.weight"] = update.up, update.down
+            if update.alpha is not None:
+                core_sd[f"{stem}.alpha"] = torch.tensor(update.alpha)
+    core_patched = comfy.sd.load_lora_for_models(model.gen_patcher, None, core_sd, 0.7, 0)[0]
+    core_v = velocity(core_patched, base_text.cond)
+    ref_gen = pristine()
+    lora_mod.merge_lora(ref_gen, updates, 0.7, towers=("gen_tower",))
+    out["core_loader_err"] = float((core_v - ref_gen.velocity(x, 700.25, base_text.cond, fps=24.0).float()).abs().max())
+
+    zero, _ = lora_nodes.apply_lora(model, path, 0.0, 0.0)
+    out["strength0_bitwise"] = bool(torch.equal(velocity(zero.gen_patcher, encode(zero).cond), base_v))
+
+    bad = dict(state)
+    bad["transformer.layers.0.self_attn.no_such.lora_A.weight"] = torch.zeros(2, 4)
+    bad["something_else"] = torch.zeros(1)
+    try:
+        lora_mod.parse_lora(bad, transformer, source="bad.safetensors")
+        out["unknown_error"] = ""
+    except lora_mod.LoraError as exc:
+        out["unknown_error"] = str(exc)
+    return out
+
+
 def main() -> None:  # pragma: no cover - run by the opt-in test under a real ComfyUI
     workdir = Path(sys.argv[1])
     real = sys.argv[2] == "real"
@@ -197,6 +324,7 @@ def main() -> None:  # pragma: no cover - run by the opt-in test under a real Co
     load_pack_as_comfyui(repo, "c3mot_pack_core_interop")
     torch.manual_seed(0)
     result = run("c3mot_pack_core_interop", demo_checkpoint(), real=real)
+    result["lora"] = run_lora("c3mot_pack_core_interop", demo_checkpoint(), workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     print("RESULT" + json.dumps(result))
 

@@ -42,6 +42,20 @@ def _check(result: dict, real: bool) -> None:
 STEPS = 3
 
 
+def _check_lora(lora: dict) -> None:
+    assert lora["counts"] == {"gen_tower": 4, "text_tower": 2}
+    assert lora["text_kv_err"] <= 1e-5 and lora["velocity_err"] <= 1e-5, lora
+    assert lora["text_kv_changed"] > 1e-3 and lora["velocity_changed"] > 1e-3, lora
+    assert lora["tags"] == ["base", "base+c3_test_lora.safetensors@0.5", "base+c3_test_lora.safetensors@0.5"]
+    assert lora["base_kv_restored"] and lora["base_velocity_restored"], lora
+    assert lora["stale_refused"]
+    assert lora["core_loader_err"] <= 1e-5, lora
+    assert lora["strength0_bitwise"]
+    first, *rest = lora["unknown_error"].splitlines()
+    assert "2 LoRA key(s) match no Cosmos3 transformer weight" in first
+    assert [r.strip() for r in rest] == ["something_else", "transformer.layers.0.self_attn.no_such.down"]
+
+
 def test_core_samplers_match_an_independent_euler_loop(comfy_pack, comfy_stub):
     import core_interop_scenario as scenario
     from tiny_models import demo_checkpoint
@@ -49,6 +63,13 @@ def test_core_samplers_match_an_independent_euler_loop(comfy_pack, comfy_stub):
     torch.manual_seed(0)
     result = scenario.run(comfy_pack.__name__, demo_checkpoint(), real=False)
     _check(result, real=False)
+
+
+def test_lora_loaders_match_a_hand_merge(comfy_pack, comfy_stub, tmp_path):
+    import core_interop_scenario as scenario
+    from tiny_models import demo_checkpoint
+
+    _check_lora(scenario.run_lora(comfy_pack.__name__, demo_checkpoint(), tmp_path))
 
 
 def test_core_model_refuses_foreign_or_mismatched_conditioning(comfy_pack, comfy_stub):
@@ -96,5 +117,7 @@ def test_core_samplers_in_real_comfyui_and_the_stub_agrees(tmp_path):
         outputs[mode] = json.loads(done.stdout.split("RESULT", 1)[1])
     _check(outputs["real"], real=True)
     _check(outputs["stub"], real=False)
+    _check_lora(outputs["real"]["lora"])
+    _check_lora(outputs["stub"]["lora"])
     for key in ("euler_cfg1", "euler_cfg4"):  # the stand-in's sampler gives ComfyUI's numbers
         assert outputs["stub"][key]["digest"] == pytest.approx(outputs["real"][key]["digest"], rel=1e-5, abs=1e-5)
