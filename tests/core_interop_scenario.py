@@ -178,7 +178,31 @@ def _real_only(core, positive, negative, samples, pos_i2v, neg_i2v, clean, stats
     uni_i2v = nodes.KSampler().sample(core, SEED, 6, 4.0, "uni_pc_bh2", "simple", pos_i2v, neg_i2v, latent)[0]
     z = stats.normalize(uni_i2v["samples"].float(), torch.float32)
     out["uni_pc_bh2_i2v_frame0_err"] = float((z[:, :, 0:1] - clean).abs().max())
+    out["latent_nodes"] = _core_latent_nodes(ks)
     return out
+
+
+def _core_latent_nodes(latent: dict) -> dict:
+    """Our raw Wan 2.2 LATENT through core SaveLatent/LoadLatent, LatentBatch and LatentConcat (time)."""
+    import tempfile
+
+    import folder_paths
+    from comfy_extras import nodes_latent
+
+    import nodes
+
+    def unwrap(result):
+        return result.args[0] if hasattr(result, "args") else result[0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder_paths.set_output_directory(tmp)
+        saved = nodes.SaveLatent().save(latent, filename_prefix="c3mot/roundtrip")
+        name = saved["ui"]["latents"][0]
+        loaded = nodes.LoadLatent().load(f"{name['subfolder']}/{name['filename']} [output]")[0]
+    batch = unwrap(nodes_latent.LatentBatch.execute(latent, latent))
+    concat = unwrap(nodes_latent.LatentConcat.execute(latent, latent, "t"))
+    return {"roundtrip_bitwise": bool(torch.equal(loaded["samples"], latent["samples"].float())),
+            "batch_shape": list(batch["samples"].shape), "concat_shape": list(concat["samples"].shape)}
 
 
 def _random_lora(model, path: Path) -> dict[str, torch.Tensor]:

@@ -34,6 +34,9 @@ def _check(result: dict, real: bool) -> None:
                     "custom_basic_guider_err"):
             assert result[key] <= TOL, (key, result[key])
         assert result["uni_pc_bh2"]["finite"]
+        latent_nodes = result["latent_nodes"]  # core latent nodes keep our raw LATENT as it is
+        assert latent_nodes["roundtrip_bitwise"]
+        assert latent_nodes["batch_shape"] == [2, 48, 3, 3, 4] and latent_nodes["concat_shape"] == [1, 48, 6, 3, 4]
         # multistep UniPC combines clean estimates with coefficients that do not sum to exactly 1 on the last
         # step: frame 0 ends within ~4e-3 of the clean latent (normalised units), Euler-type samplers exactly
         assert result["uni_pc_bh2_i2v_frame0_err"] <= 1e-2
