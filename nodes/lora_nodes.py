@@ -24,8 +24,11 @@ LORA_KEY = "loras"  # core folder key: models/loras
 MAX_STRENGTH = 100.0
 
 
+DEFAULT_LORA = "cosmos3_lora.safetensors"  # shown when models/loras is empty (loading it names the folders)
+
+
 def lora_choices() -> list[str]:
-    return _comfy.list_model_files(LORA_KEY)
+    return _comfy.list_model_files(LORA_KEY) or [DEFAULT_LORA]
 
 
 def _patches(updates: list[LoraUpdate], tower: str, prefix: str) -> dict:
