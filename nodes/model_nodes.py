@@ -3,7 +3,9 @@
 What travels on a ``C3MOT_MODEL`` socket is a :class:`Cosmos3Model`: the transformer, its text tokenizer,
 the checkpoint's flags (:class:`cosmos3.files.checkpoint.CheckpointInfo`), variant, weight dtype, latent
 statistics and **two** ComfyUI ``ModelPatcher`` objects, one over ``transformer.text_tower`` (used only by
-the text encode node) and one over ``transformer.gen_tower`` (used only by the sampler). ComfyUI therefore
+the text encode node) and one over the generation tower (used by the sampler; its module is the core model of
+:mod:`nodes.core_model`, whose ``diffusion_model`` is ``transformer.gen_tower``, and the patcher itself is
+the loader's core ``MODEL`` output). ComfyUI therefore
 manages the two towers as separate units of memory: loading the generation tower for sampling may evict
 the text tower, and the text tower is never loaded again while only the seed changes (the text encode
 node's output stays in ComfyUI's execution cache).

@@ -179,7 +179,23 @@ def _real_only(core, positive, negative, samples, pos_i2v, neg_i2v, clean, stats
     z = stats.normalize(uni_i2v["samples"].float(), torch.float32)
     out["uni_pc_bh2_i2v_frame0_err"] = float((z[:, :, 0:1] - clean).abs().max())
     out["latent_nodes"] = _core_latent_nodes(ks)
+    out["preview"] = _preview(core)
     return out
+
+
+def _preview(core) -> list[int]:
+    """ComfyUI's Latent2RGB previewer on the MODEL's latent format: the size of the preview image of frame 0."""
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    previous = args.preview_method
+    args.preview_method = LatentPreviewMethod.Latent2RGB
+    try:
+        previewer = latent_preview.get_previewer("cpu", core.model.latent_format)
+        image = previewer.decode_latent_to_preview_image("JPEG", torch.randn(1, 48, 3, H // 16, W // 16))[1]
+    finally:
+        args.preview_method = previous
+    return list(image.size)
 
 
 def _core_latent_nodes(latent: dict) -> dict:

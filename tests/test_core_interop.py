@@ -20,6 +20,7 @@ import torch
 
 TESTS = Path(__file__).resolve().parent
 TOL = 1e-4
+W, H = 64, 48
 
 
 def _check(result: dict, real: bool) -> None:
@@ -34,6 +35,7 @@ def _check(result: dict, real: bool) -> None:
                     "custom_basic_guider_err"):
             assert result[key] <= TOL, (key, result[key])
         assert result["uni_pc_bh2"]["finite"]
+        assert result["preview"] == [W // 16, H // 16] or min(result["preview"]) > 0  # previews work
         latent_nodes = result["latent_nodes"]  # core latent nodes keep our raw LATENT as it is
         assert latent_nodes["roundtrip_bitwise"]
         assert latent_nodes["batch_shape"] == [2, 48, 3, 3, 4] and latent_nodes["concat_shape"] == [1, 48, 6, 3, 4]
