@@ -425,3 +425,32 @@ def preview_image(previewer, x0: torch.Tensor):
         return None
     return previewer.decode_latent_to_preview_image("JPEG", x0)
 
+
+
+# ------------------------------------------------------------------------------------------------------
+# Core model interop (MODEL, CONDITIONING, LoRA): see nodes/core_model.py and nodes/lora_nodes.py
+
+
+def base_model() -> tuple[type, Any]:
+    """``(comfy.model_base.BaseModel, ModelType.FLOW)``; :class:`ComfyUnavailable` without ComfyUI."""
+    mb = _module("comfy.model_base")
+    return mb.BaseModel, mb.ModelType.FLOW
+
+
+def cond_regular_class() -> type:
+    """``comfy.conds.CONDRegular`` (the base of model-specific conditioning objects)."""
+    return _module("comfy.conds").CONDRegular
+
+
+def wan22_latent_format_class() -> type | None:
+    """``comfy.latent_formats.Wan22`` (``None`` without ComfyUI)."""
+    try:
+        return importlib.import_module("comfy.latent_formats").Wan22
+    except ImportError:
+        return None
+
+
+def load_lora_patches(lora: dict[str, torch.Tensor], key_map: dict[str, str]) -> dict:
+    """``comfy.lora.load_lora(lora, key_map)``: ``{model key: weight adapter}`` for ``ModelPatcher.add_patches``
+    (``key_map``: LoRA module name -> model state-dict key)."""
+    return _module("comfy.lora").load_lora(lora, key_map, log_missing=False)

@@ -3,7 +3,9 @@
 What travels on a ``C3MOT_MODEL`` socket is a :class:`Cosmos3Model`: the transformer, its text tokenizer,
 the checkpoint's flags (:class:`cosmos3.files.checkpoint.CheckpointInfo`), variant, weight dtype, latent
 statistics and **two** ComfyUI ``ModelPatcher`` objects, one over ``transformer.text_tower`` (used only by
-the text encode node) and one over ``transformer.gen_tower`` (used only by the sampler). ComfyUI therefore
+the text encode node) and one over the generation tower (used by the sampler; its module is the core model of
+:mod:`nodes.core_model`, whose ``diffusion_model`` is ``transformer.gen_tower``, and the patcher itself is
+the loader's core ``MODEL`` output). ComfyUI therefore
 manages the two towers as separate units of memory: loading the generation tower for sampling may evict
 the text tower, and the text tower is never loaded again while only the seed changes (the text encode
 node's output stays in ComfyUI's execution cache).
@@ -39,7 +41,7 @@ from ..cosmos3.model.transformer import module_nbytes
 from ..cosmos3.text.tokenizer import load_text_tokenizer
 from ..cosmos3.vae.latent_stats import LatentStats
 from ..cosmos3.variants import variant_from_config
-from . import _comfy
+from . import _comfy, core_model
 from ._comfy import io
 from .common import AUTO, C3MOT_MODEL, CATEGORY_ROOT, check_choice, dtype_input, node_schema, resolve_dtype
 
@@ -224,8 +226,9 @@ class Cosmos3Model:
     dtype: torch.dtype
     latent_stats: Any  # cosmos3.vae.latent_stats.LatentStats
     text_patcher: Any  # ModelPatcher over transformer.text_tower
-    gen_patcher: Any  # ModelPatcher over transformer.gen_tower
+    gen_patcher: Any  # ModelPatcher over the core model (nodes.core_model) holding transformer.gen_tower
     source: str
+    text_weights: str = core_model.BASE_WEIGHTS  # tag of the text-tower weights (LoRAs applied), for K/V checks
 
     @property
     def config(self):
@@ -290,9 +293,11 @@ def load_model(
     )
     text_tokenizer = load_text_tokenizer(tokenizer_dir, vocab_size=transformer.config.vocab_size)
     text_patcher = _comfy.model_patcher(transformer.text_tower, device, offload)
-    gen_patcher = _comfy.model_patcher(transformer.gen_tower, device, offload)
+    variant = variant_from_config(transformer.config)
+    gen_module = core_model.build_gen_module(transformer, stats, torch_dtype, core_model.default_shift(info, variant))
+    gen_patcher = _comfy.model_patcher(gen_module, device, offload)
     model = Cosmos3Model(
-        transformer=transformer, tokenizer=text_tokenizer, info=info, variant=variant_from_config(transformer.config),
+        transformer=transformer, tokenizer=text_tokenizer, info=info, variant=variant,
         dtype=torch_dtype, latent_stats=stats, text_patcher=text_patcher, gen_patcher=gen_patcher, source=str(path),
     )
     log.info("[Cosmos3 MoT] loaded %s", model.describe())
@@ -354,12 +359,16 @@ class ModelLoader(io.ComfyNode):
                 "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes.")),
             io.String.Output(display_name="info", tooltip=(
                 "What was loaded: variant, checkpoint kind, dtype, memory per tower.")),
+            io.Model.Output(display_name="MODEL", tooltip=(
+                "The generation tower as a core ComfyUI MODEL (flow sampling with the checkpoint's shift) for core "
+                "KSampler / SamplerCustomAdvanced, ModelSamplingSD3 and LoraLoaderModelOnly; use it with the "
+                "Text Encode's positive/negative CONDITIONING. Shares its weights with 'model'.")),
         ])
 
     @classmethod
     def execute(cls, checkpoint, dtype, tokenizer, weight_storage="default") -> io.NodeOutput:
         model = load_model(resolve_checkpoint(checkpoint), dtype, tokenizer, weight_storage)
-        return io.NodeOutput(model, model.describe())
+        return io.NodeOutput(model, model.describe(), model.gen_patcher)
 
 
 NODES = [ModelLoader]

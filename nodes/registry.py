@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from . import (
     conditioning_nodes,
+    core_nodes,
     guardrail_nodes,
     latent_nodes,
+    lora_nodes,
     model_nodes,
     sampler_nodes,
     sound_nodes,
@@ -20,6 +22,7 @@ NODE_PREFIX = "C3MoT"
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
 NODE_MODULES = (
     guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, sound_nodes,
+    core_nodes, lora_nodes,
 )
 
 

@@ -27,7 +27,7 @@ from ..cosmos3.sampling.conditioning import ImageCondition
 from ..cosmos3.sampling.loop import MAX_GUIDANCE, sample
 from ..cosmos3.sampling.schedulers import MAX_SHIFT, MAX_STEPS, SamplerConfigError
 from ..cosmos3.text.encoding import EncodedPrompt
-from . import _comfy, sound_nodes
+from . import _comfy, core_model, sound_nodes
 from ._comfy import io
 from .common import (
     C3MOT_IMAGE_COND,
@@ -44,12 +44,14 @@ from .model_nodes import settle_on_device
 log = logging.getLogger("cosmos3_mot")
 
 CATEGORY = CATEGORY_ROOT + "/sampling"
-# The attention kernels are the library's registered backends. The menu keeps the order it was released
-# with (saved workflows store the name; new library backends are appended); "math", the library's fp32
-# reference kernel for tests, is not offered.
+# The attention kernels are the library's registered backends, after "auto" (the default: ComfyUI's own
+# attention inside ComfyUI, sdpa outside it). The menu keeps the order it was released with (saved workflows
+# store the name; new library backends are appended); "math", the library's fp32 reference kernel for tests,
+# is not offered.
+AUTO_ATTENTION = "auto"
 _ATTENTION_MENU_ORDER = ("sdpa", "flash_attn", "flash_attn3", "sage", "comfy")
 _ATTENTION_NOT_OFFERED = ("math",)
-ATTENTION_CHOICES = tuple(
+ATTENTION_CHOICES = (AUTO_ATTENTION, *
     sorted(
         (name for name in attention_kernels.attention_backends() if name not in _ATTENTION_NOT_OFFERED),
         key=lambda name: (
@@ -59,13 +61,14 @@ ATTENTION_CHOICES = tuple(
     )
 )
 SCHEDULE_CHOICES = plan_mod.SCHEDULE_CHOICES
-GEN_ANCHORS = ("proj_in",)  # the generation tower computes where proj_in's weight is
+GEN_ANCHORS = core_model.GEN_ANCHORS  # the generation tower computes where proj_in's weight is
 
 
 def check_attention(name: str) -> str:
-    """``name`` if its kernel can run here; else an error naming the package it needs (the library's
-    registered install hint)."""
+    """The kernel to use for ``name`` (``auto`` -> ``comfy`` inside ComfyUI, else ``sdpa``) if it can run here;
+    else an error naming the package it needs (the library's registered install hint)."""
     check_choice("attention", name, ATTENTION_CHOICES)
+    name = core_model.resolve_attention(name)
     try:
         return attention_kernels.check_backend(name)
     except ValueError as exc:  # AttentionBackendUnavailable: names the package and how to install it
@@ -81,9 +84,11 @@ def latent_geometry(samples) -> tuple[int, int, int]:
     return (t - 1) * geometry.TEMPORAL_COMPRESSION + 1, h * geometry.SPATIAL_MULTIPLE, w * geometry.SPATIAL_MULTIPLE
 
 
-def _check_text(text):
+def _check_text(text, model=None):
     if not isinstance(text, EncodedPrompt):
         raise TypeError(f"text must come from the Cosmos3 MoT Text Encode node, got {type(text).__name__}")
+    if model is not None:
+        core_model.check_text_weights({text.text_weights}, model.text_weights)
     return text
 
 
@@ -134,7 +139,7 @@ def run_sampler(
     cfg: float = 0.0,
     shift: float = 0.0,
     schedule: str = "auto",
-    attention: str = "sdpa",
+    attention: str = AUTO_ATTENTION,
     cfg_interval: bool = False,
     image_cond=None,
     cfg_batch: bool = False,
@@ -150,7 +155,7 @@ def run_sampler(
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
     prefetched ahead) instead of loading the whole generation tower through ComfyUI. ``sound``: see sound_nodes.
     """
-    text = _check_text(text)
+    text = _check_text(text, model)
     image_cond = _check_condition(image_cond)
     frames, height, width = latent_geometry(samples)
     info = model.info
@@ -200,6 +205,9 @@ def run_sampler(
     transformer = model.transformer
     device = model.device
     swap = None
+    if blocks_to_swap and getattr(patcher, "patches", None):
+        raise ValueError("blocks_to_swap streams the stored weights and cannot apply LoRA patches; set it to 0 "
+                         "for a model from the LoRA Loader")
     if blocks_to_swap:
         # We place the layers ourselves: the tower leaves ComfyUI's list of loaded models first.
         _comfy.offload_models([patcher])
@@ -330,9 +338,11 @@ class Sampler(io.ComfyNode):
                 io.Combo.Input(
                     "attention",
                     options=list(ATTENTION_CHOICES),
-                    default="sdpa",
+                    default=AUTO_ATTENTION,
                     tooltip=(
-                        "Attention kernel: 'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
+                        "Attention kernel: 'auto' = whatever ComfyUI is configured to use (its optimized attention: "
+                        "--use-sage-attention, --use-flash-attention, PyTorch, split …; 'sdpa' outside ComfyUI); "
+                        "'sdpa' = PyTorch (always available); 'flash_attn' = FlashAttention 2 "
                         "(pip install flash-attn); 'flash_attn3' = FlashAttention 3 (Hopper); 'sage' = SageAttention "
                         "(pip install sageattention; int8, not bit-exact); "
                         "'comfy' = whatever ComfyUI's optimized attention uses (--use-sage-attention etc.)."

@@ -17,7 +17,7 @@ import logging
 from ..cosmos3.geometry import Geometry
 from ..cosmos3.text.encoding import encode_prompt
 from ..cosmos3.text.prompt_checks import check_prompt_text
-from . import _comfy
+from . import _comfy, core_model
 from ._comfy import io
 from .common import C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, check_choice, frames_input, node_schema, side_input
 from .model_nodes import settle_on_device
@@ -64,6 +64,7 @@ def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str =
         model.transformer, model.tokenizer, prompt, negative, geometry=geometry, prompt_style=prompt_style,
         use_system_prompt=system, with_negative=True, offload_device=_comfy.intermediate_device(),
         allow_empty_prompt=bool(allow_empty),
+        text_weights=model.text_weights,
     )
     log.info(
         "[Cosmos3 MoT] encoded %s prompt (%d tokens) and negative (%d tokens) for %dx%d, %d frame(s) @ %g fps; "
@@ -71,6 +72,15 @@ def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str =
         float(fps), encoded.nbytes / 1e6,
     )
     return encoded
+
+
+def text_conditioning(encoded) -> tuple[list, list]:
+    """``(positive, negative)`` core CONDITIONING lists carrying the cond / uncond K/V of ``encoded``."""
+    def one(cache):
+        payload = core_model.TextConditioning(cache, encoded.geometry, encoded.text_weights)
+        return core_model.conditioning(payload)
+
+    return one(encoded.cond), one(encoded.uncond)
 
 
 class TextEncode(io.ComfyNode):
@@ -112,6 +122,11 @@ class TextEncode(io.ComfyNode):
                 "Cached text K/V of the prompt and the negative prompt, with the frames/size/fps they were "
                 "encoded for; connect it to the Sampler.")),
             io.Float.Output(display_name="fps", tooltip="The frame rate used, for CreateVideo's fps."),
+            io.Conditioning.Output(display_name="positive", tooltip=(
+                "The prompt's cached text K/V as core CONDITIONING, for core KSampler / CFGGuider with the Model "
+                "Loader's MODEL (same frames/size rule as 'text').")),
+            io.Conditioning.Output(display_name="negative", tooltip=(
+                "The negative prompt's cached text K/V as core CONDITIONING (the KSampler's negative).")),
         ])
 
     @classmethod
@@ -120,7 +135,7 @@ class TextEncode(io.ComfyNode):
         encoded = encode_text(model, prompt, negative_prompt, prompt_style=prompt_style,
                               use_system_prompt=use_system_prompt, width=width, height=height, frames=frames, fps=fps,
                               allow_empty=allow_empty)
-        return io.NodeOutput(encoded, float(fps))
+        return io.NodeOutput(encoded, float(fps), *text_conditioning(encoded))
 
 
 NODES = [TextEncode]

@@ -34,7 +34,9 @@ from support import REPO_ROOT  # noqa: E402
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
-NAMES = ("cosmos3_t2v", "cosmos3_i2v", "cosmos3_t2i", "cosmos3_t2v_sound")
+KSAMPLER_LORA = "cosmos3_t2v_ksampler_lora"  # T2V through core KSampler with a LoRA (issue 16)
+NAMES = ("cosmos3_t2v", "cosmos3_i2v", "cosmos3_t2i", "cosmos3_t2v_sound", KSAMPLER_LORA)
+LORA = "cosmos3_lora.safetensors"  # placeholder: the note says to pick your own LoRA
 
 CHECKPOINT = "cosmos3/Cosmos3-Nano"
 VAE = "wan2.2_vae.safetensors"
@@ -61,18 +63,27 @@ PROMPTS = {
                    "shelf. Soft morning light comes through a window; the camera slowly pushes in.",
     "cosmos3_i2v": "The scene comes to life: the camera slowly moves forward while leaves sway in a gentle "
                    "breeze and sunlight flickers through the branches.",
+    KSAMPLER_LORA: "A red robot arm picks up a white ceramic cup from a wooden kitchen table and places it on a "
+                   "shelf. Soft morning light comes through a window; the camera slowly pushes in.",
     "cosmos3_t2i": "A cozy reading nook by a rain-streaked window, warm lamp light, a stack of old books and a "
                    "steaming cup of tea on a small wooden table, photorealistic.",
     "cosmos3_t2v_sound": "A steam locomotive rushes past a small country station, whistle blowing and wheels "
                          "clattering on the rails, while pigeons scatter from the platform roof.",
 }
-SEEDS = {"cosmos3_t2v": 42, "cosmos3_i2v": 42, "cosmos3_t2i": 7, "cosmos3_t2v_sound": 42}
+SEEDS = {"cosmos3_t2v": 42, "cosmos3_i2v": 42, "cosmos3_t2i": 7, "cosmos3_t2v_sound": 42, KSAMPLER_LORA: 42}
 TITLES = {"cosmos3_t2v": "Text to video", "cosmos3_i2v": "Image to video", "cosmos3_t2i": "Text to image",
-          "cosmos3_t2v_sound": "Text to video with sound"}
+          "cosmos3_t2v_sound": "Text to video with sound", KSAMPLER_LORA: "Text to video with core KSampler and a LoRA"}
 SOUND_NOTE = """
 **Sound**: the Sampler's `sound` is `on`: the checkpoint's sound stream is denoised with the video (a
 sound-capable checkpoint with its `sound_tokenizer/` folder); Audio Decode turns it into AUDIO for Create Video
 (an mp4 with an AAC track); connect it to Save Audio for the waveform alone.
+"""
+LORA_NOTE = """
+**LoRA**: `{lora}` is a placeholder — put your Cosmos3 LoRA (`.safetensors`, diffusers or cosmos-framework
+key names) in `ComfyUI/models/loras/` and pick it in the LoRA Loader. It patches both towers: its `model`
+output feeds the Text Encode (text-tower updates), its `MODEL` output the core KSampler (generation tower).
+Core KSampler runs Euler over the `simple` schedule with the checkpoint's shift (use ModelSamplingSD3 to
+change it); the Cosmos3 Sampler node stays the exact reference path.
 """
 
 NOTE = """## Cosmos3 MoT — {title}
@@ -89,7 +100,7 @@ The prompt is encoded once; re-queuing with a new seed reuses it.
 """
 
 
-CORE_TITLES = {"MarkdownNote": "Note", "LoadImage": "Load Image", "SaveImage": "Save Image",
+CORE_TITLES = {"KSampler": "KSampler", "MarkdownNote": "Note", "LoadImage": "Load Image", "SaveImage": "Save Image",
                "CreateVideo": "Create Video", "SaveVideo": "Save Video"}
 
 
@@ -117,6 +128,9 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     ids = {}
     note = NOTE.format(title=TITLES[name], repo=CHECKPOINT_REPO, guard=GUARDRAIL_REPO, settings=_settings_text(name, s))
     with_sound = name.endswith("_sound")
+    if name == KSAMPLER_LORA:
+        note = note.replace("In the Sampler, 0 = auto (framework defaults for the mode and checkpoint).\n", "")
+        note += LORA_NOTE.format(lora=LORA)
     ids["note"] = g.add("MarkdownNote", text=note + (SOUND_NOTE if with_sound else ""))
     guard = ids["guard"] = g.add("C3MoTGuardrailLoader")
     check = ids["check"] = g.add("C3MoTGuardrailPromptCheck", guardrail=guard.out("guardrail"), prompt=PROMPTS[name],
@@ -124,8 +138,13 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     model = ids["model"] = g.add("C3MoTModelLoader", checkpoint=CHECKPOINT, dtype="auto", tokenizer="auto")
     latent = ids["latent"] = g.add("C3MoTEmptyLatent", preset=s["preset"], width=s["width"], height=s["height"],
                                    frames=s["frames"])
+    text_model = model.out("model")
+    if name == KSAMPLER_LORA:
+        lora = ids["lora"] = g.add("C3MoTLoraLoader", model=model.out("model"), lora_name=LORA,
+                                   strength_generation=1.0, strength_text=1.0)
+        text_model = lora.out("model")
     text = ids["text"] = g.add(
-        "C3MoTTextEncode", model=model.out("model"), prompt=check.out("prompt"),
+        "C3MoTTextEncode", model=text_model, prompt=check.out("prompt"),
         negative_prompt=check.out("negative_prompt"), prompt_style="framework", use_system_prompt="auto",
         width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"), fps=s["fps"],
     )
@@ -136,12 +155,20 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
         ids["cond"] = g.add("C3MoTImageCondition", vae=vae.out("vae"), image=image.out("IMAGE"),
                             width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"))
         cond["image_cond"] = ids["cond"].out("image_cond")
-    sampler = ids["sampler"] = g.add(
-        "C3MoTSampler", seed_control="randomize", model=model.out("model"), text=text.out("text"),
-        samples=latent.out("samples"), seed=SEEDS[name], steps=s["steps"], cfg=s["cfg"], shift=s["shift"],
-        schedule="auto", attention="sdpa", cfg_interval=False, **cond, **({"sound": "on"} if with_sound else {}),
-    )
-    decode = ids["decode"] = g.add("C3MoTVAEDecode", vae=vae.out("vae"), samples=sampler.out("samples"), tiled="auto",
+    if name == KSAMPLER_LORA:
+        sampler = ids["sampler"] = g.add(
+            "KSampler", seed_control="randomize", model=lora.out("MODEL"), seed=SEEDS[name], steps=s["steps"],
+            cfg=s["cfg"], sampler_name="euler", scheduler="simple", positive=text.out("positive"),
+            negative=text.out("negative"), latent_image=latent.out("samples"), denoise=1.0,
+        )
+    else:
+        sampler = ids["sampler"] = g.add(
+            "C3MoTSampler", seed_control="randomize", model=model.out("model"), text=text.out("text"),
+            samples=latent.out("samples"), seed=SEEDS[name], steps=s["steps"], cfg=s["cfg"], shift=s["shift"],
+            schedule="auto", attention="auto", cfg_interval=False, **cond, **({"sound": "on"} if with_sound else {}),
+        )
+    samples_out = sampler.out("LATENT") if name == KSAMPLER_LORA else sampler.out("samples")
+    decode = ids["decode"] = g.add("C3MoTVAEDecode", vae=vae.out("vae"), samples=samples_out, tiled="auto",
                                    tile_size=256, tile_overlap=64)
     frames = ids["frames"] = g.add("C3MoTGuardrailFrameCheck", guardrail=guard.out("guardrail"),
                                    images=decode.out("images"), on_block="error")
@@ -177,6 +204,7 @@ LAYOUT = {
     "latent": ([480, 190], [380, 200]),
     "vae": ([480, 430], [380, 110]),
     "image": ([480, 580], [380, 420]),
+    "lora": ([480, 1040], [380, 160]),
     "text": ([900, 20], [420, 420]),
     "cond": ([900, 480], [420, 200]),
     "sampler": ([1360, 20], [360, 420]),

@@ -124,7 +124,7 @@ def test_loader_lists_folders_single_files_and_tokenizers(m, installed, comfy_st
 def test_loader_gives_one_patcher_per_tower(m, model, comfy_stub):
     t = model.transformer
     assert isinstance(model.text_patcher, comfy_stub.model_patcher.ModelPatcher)
-    assert model.text_patcher.model is t.text_tower and model.gen_patcher.model is t.gen_tower
+    assert model.text_patcher.model is t.text_tower and model.gen_patcher.model.diffusion_model is t.gen_tower
     assert not model.text_patcher.is_clone(model.gen_patcher)
     assert model.dtype == torch.float32  # auto on the CPU
     assert t.gen_tower.proj_in.weight.dtype == torch.float32
@@ -176,7 +176,7 @@ def test_settle_on_device_moves_what_comfyui_cannot_cast(m, comfy_stub):
 
 def test_text_encode_loads_only_the_text_tower(m, model, comfy_stub):
     node = m.text.TextEncode
-    text, fps = node.execute(model, PROMPT, "", "framework", "auto", W, H, F, 16.0)
+    text, fps, *_ = node.execute(model, PROMPT, "", "framework", "auto", W, H, F, 16.0)
     g = text.geometry  # the pack's own copy of cosmos3: compare values, not classes
     assert fps == 16.0 and (g.frames, g.height, g.width, g.fps) == (F, H, W, 16.0)
     assert [c["models"] for c in comfy_stub.load_calls] == [[model.text_patcher]]

@@ -42,6 +42,16 @@ def test_ui_workflow_wiring(name):
         assert source(text, size)[0] == "C3MoTEmptyLatent"
     check = by_type["C3MoTGuardrailFrameCheck"][0]
     assert source(check, "images") == ("C3MoTVAEDecode", 0)  # checked after decoding
+    if name == make_workflows.KSAMPLER_LORA:  # core KSampler on the LoRA Loader's MODEL + Text Encode CONDITIONING
+        sampler = by_type["KSampler"][0]
+        assert source(sampler, "model") == ("C3MoTLoraLoader", 1)
+        assert source(text, "model") == ("C3MoTLoraLoader", 0)  # K/V from the same (LoRA) text tower
+        assert source(sampler, "positive") == ("C3MoTTextEncode", 2)
+        assert source(sampler, "negative") == ("C3MoTTextEncode", 3)
+        assert source(sampler, "latent_image") == ("C3MoTEmptyLatent", 0)
+        assert source(by_type["C3MoTVAEDecode"][0], "samples") == ("KSampler", 0)
+        assert by_type["C3MoTLoraLoader"][0]["widgets_values"][0] == make_workflows.LORA
+        return
     sampler = by_type["C3MoTSampler"][0]
     assert sampler["widgets_values"][1] == "randomize"  # seed + its control value
     for loader in ("C3MoTModelLoader", "C3MoTVAELoader", "C3MoTGuardrailLoader"):
@@ -71,7 +81,8 @@ def test_api_workflow_runs_on_the_tiny_fixtures(name, comfy_pack, comfy_stub):
     api = rewrite_names(wc.load_json(make_workflows.API_DIR / f"{name}.json"), fixtures.names)
     result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
     kinds = [n["class_type"] for n in (api[i] for i in result.order)]
-    assert kinds.index("C3MoTGuardrailPromptCheck") < kinds.index("C3MoTTextEncode") < kinds.index("C3MoTSampler")
+    sampler_kind = "KSampler" if name == make_workflows.KSAMPLER_LORA else "C3MoTSampler"
+    assert kinds.index("C3MoTGuardrailPromptCheck") < kinds.index("C3MoTTextEncode") < kinds.index(sampler_kind)
     assert kinds.index("C3MoTVAEDecode") < kinds.index("C3MoTGuardrailFrameCheck")
     if name == "cosmos3_t2i":
         (saved,) = result.captured_by("SaveImage")
@@ -84,6 +95,6 @@ def test_api_workflow_runs_on_the_tiny_fixtures(name, comfy_pack, comfy_stub):
         assert images.shape == (TINY_VIDEO_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3) and fps == 24.0
     assert images.dtype == torch.float32 and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     assert float(images.std()) > 0  # not the black frames of a blocked check
-    sampler_id = next(i for i in result.order if api[i]["class_type"] == "C3MoTSampler")
+    sampler_id = next(i for i in result.order if api[i]["class_type"] == sampler_kind)
     latent = result.outputs[sampler_id][0]["samples"]
     assert latent.shape == (1, 48, (images.shape[0] - 1) // 4 + 1, TINY_HEIGHT // 16, TINY_WIDTH // 16)

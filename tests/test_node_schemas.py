@@ -17,7 +17,7 @@ import object_info as oi
 import pytest
 
 SNAPSHOT = json.loads(oi.SNAPSHOT.read_text())
-CORE_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "LATENT", "MASK", "AUDIO"}
+CORE_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "LATENT", "MASK", "AUDIO", "MODEL", "CONDITIONING"}
 
 
 @pytest.fixture
@@ -164,7 +164,8 @@ def test_widgets_take_choices_and_limits_from_the_library(comfy_pack):
     sampler = nodes.sampler_nodes.Sampler.INPUT_TYPES()
     assert sampler["required"]["schedule"][1]["options"] == list(lib("sampling.plan").SCHEDULE_CHOICES)
     attention = sampler["required"]["attention"][1]["options"]
-    assert set(attention) == set(lib("model.attention").attention_backends()) - {"math"}
+    assert attention[0] == "auto"  # the default: ComfyUI's attention (issue 16)
+    assert set(attention) == set(lib("model.attention").attention_backends()) - {"math"} | {"auto"}
     assert sampler["required"]["steps"][1]["max"] == lib("sampling.schedulers").MAX_STEPS
     assert sampler["required"]["shift"][1]["max"] == lib("sampling.schedulers").MAX_SHIFT
     assert sampler["required"]["cfg"][1]["max"] == lib("sampling.loop").MAX_GUIDANCE

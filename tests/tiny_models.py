@@ -110,7 +110,35 @@ def install_cosmos3_checkpoint(models_dir: Path) -> dict[str, str]:
     return {CHECKPOINT_CHOICE: CHECKPOINT_CHOICE}
 
 
-INSTALLERS: list[Callable[[Path], dict[str, str]]] = [install_vae, install_cosmos3_checkpoint]
+LORA_PLACEHOLDER = "cosmos3_lora.safetensors"  # the name the shipped LoRA workflow uses
+LORA_FILE = "cosmos3_tiny_lora.safetensors"
+
+
+def install_lora(models_dir: Path) -> dict[str, str]:
+    """models/loras/cosmos3_tiny_lora.safetensors: a random rank-2 LoRA for the tiny checkpoint (diffusers
+    names, lora_A/lora_B) on one generation-tower and one text-tower projection."""
+    from safetensors.torch import save_file
+
+    from cosmos3.demo import DEMO_TRANSFORMER
+    from cosmos3.model.config import TransformerConfig
+    from cosmos3.model.transformer import Cosmos3Transformer
+
+    model = Cosmos3Transformer(TransformerConfig.from_dict(dict(DEMO_TRANSFORMER)), device="meta")
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(4)
+    state = {}
+    for module, weight in (("transformer.layers.0.self_attn.add_q_proj", "gen_tower.layers.0.add_q_proj.weight"),
+                           ("transformer.layers.0.self_attn.to_k", "text_tower.layers.0.to_k.weight")):
+        out_features, in_features = shapes[weight]
+        state[f"{module}.lora_B.weight"] = torch.randn(out_features, 2, generator=gen) * 0.1
+        state[f"{module}.lora_A.weight"] = torch.randn(2, in_features, generator=gen) * 0.1
+    path = Path(models_dir) / "loras" / LORA_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return {LORA_PLACEHOLDER: LORA_FILE}
+
+
+INSTALLERS: list[Callable[[Path], dict[str, str]]] = [install_vae, install_cosmos3_checkpoint, install_lora]
 
 # Largest sizes the tiny fixtures run with (values are only ever reduced, never enlarged)
 TINY_WIDTH, TINY_HEIGHT, TINY_VIDEO_FRAMES, TINY_STEPS = 64, 48, 9, 2
@@ -133,7 +161,7 @@ def shrink_cosmos3_nodes(prompt: dict) -> None:
             frames = inputs.get("frames")
             if isinstance(frames, int) and frames > 1:
                 inputs["frames"] = min(frames, TINY_VIDEO_FRAMES)
-        elif kind == "C3MoTSampler" and isinstance(inputs.get("steps"), int):
+        elif kind in ("C3MoTSampler", "KSampler") and isinstance(inputs.get("steps"), int):
             inputs["steps"] = TINY_STEPS if inputs["steps"] == 0 else min(inputs["steps"], TINY_STEPS)
         elif kind == "C3MoTGuardrailLoader":
             inputs.update(GUARDRAIL_WITHOUT_FILES)

@@ -852,6 +852,52 @@ class CoreSaveWEBM(_StandIn):
         return {"ui": {"images": [entry], "animated": (True,)}}
 
 
+# comfy.samplers.KSampler.SAMPLERS / SCHEDULERS of ComfyUI v0.3.64 (the stand-in runs euler only)
+KSAMPLER_SAMPLERS = [
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
+    "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
+    "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm",
+    "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
+    "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
+]
+KSAMPLER_SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                       "linear_quadratic", "kl_optimal"]
+
+
+class CoreKSampler(_StandIn):
+    """Core KSampler: runs ``comfy.sample.sample`` (the stub's Euler driver under the stand-in)."""
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+            "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+            "sampler_name": (list(KSAMPLER_SAMPLERS),),
+            "scheduler": (list(KSAMPLER_SCHEDULERS),),
+            "positive": ("CONDITIONING",),
+            "negative": ("CONDITIONING",),
+            "latent_image": ("LATENT",),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+        }}
+
+    def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=1.0):
+        import comfy.sample
+
+        latent = latent_image["samples"]
+        noise = comfy.sample.prepare_noise(latent, seed)
+        samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+                                      denoise=denoise, seed=seed)
+        self._record(samples=samples, sampler_name=sampler_name, scheduler=scheduler)
+        return ({**latent_image, "samples": samples},)
+
+
 def _primitive(node_type: str, type_name: str, options: dict):
     class Primitive(_StandIn):
         RETURN_TYPES = (type_name,)
@@ -877,6 +923,7 @@ CORE_STAND_INS: dict[str, type] = {
     "SaveVideo": CoreSaveVideo,
     "SaveAnimatedWEBP": CoreSaveAnimatedWEBP,
     "SaveWEBM": CoreSaveWEBM,
+    "KSampler": CoreKSampler,
     "PrimitiveString": _primitive("PrimitiveString", "STRING", {}),
     "PrimitiveStringMultiline": _primitive("PrimitiveStringMultiline", "STRING", {"multiline": True}),
     "PrimitiveInt": _primitive(
@@ -891,6 +938,7 @@ CORE_NODES = tuple(CORE_STAND_INS)
 DYNAMIC_COMBOS = {
     ("LoadImage", "image"),
     ("C3MoTModelLoader", "checkpoint"), ("C3MoTModelLoader", "tokenizer"), ("C3MoTVAELoader", "vae_name"),
+    ("C3MoTLoraLoader", "lora_name"),
 }
 
 

@@ -23,6 +23,8 @@ class EncodedPrompt:
     ``cond``/``uncond``: :class:`TextKVCache` (``uncond`` is ``None`` when no negative pass was encoded,
     e.g. guidance 1.0). ``geometry`` records what the templates announced to the model (frames, size, fps);
     sampling another clip with this prompt is an error (the video would silently disagree with its prompt).
+    ``text_weights`` tags the text-tower weights that computed the caches (``"base"``, or e.g. the LoRAs
+    merged into them), so K/V from other weights are never taken for these.
     """
 
     cond: TextKVCache
@@ -32,6 +34,7 @@ class EncodedPrompt:
     cond_text: str
     uncond_text: str | None
     system_prompt: str | None = None
+    text_weights: str = "base"
 
     @property
     def mode(self) -> str:
@@ -74,17 +77,18 @@ class PromptKVCache:
 
     With it, re-running a prompt (or the same negative prompt with a new positive one) needs no text tower:
     the tower is brought back only for ids it has not seen. Holds the caches where they were stored.
+    :func:`encode_prompt` keys entries by ``(text_weights, ids)``: K/V of other text-tower weights never match.
     """
 
     def __init__(self, max_entries: int = 4):
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(f"PromptKVCache max_entries must be an integer >= 1, got {max_entries!r}")
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[int, ...], TextKVCache] = OrderedDict()
+        self._entries: OrderedDict[tuple, TextKVCache] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, ids: tuple[int, ...]) -> TextKVCache | None:
+    def get(self, ids: tuple) -> TextKVCache | None:
         cache = self._entries.get(ids)
         if cache is None:
             self.misses += 1
@@ -93,7 +97,7 @@ class PromptKVCache:
         self.hits += 1
         return cache
 
-    def put(self, ids: tuple[int, ...], cache: TextKVCache) -> None:
+    def put(self, ids: tuple, cache: TextKVCache) -> None:
         self._entries[ids] = cache
         self._entries.move_to_end(ids)
         while len(self._entries) > self.max_entries:
@@ -124,6 +128,7 @@ def encode_prompt(
     encoder: Callable[[torch.Tensor], TextKVCache] | None = None,
     kv_cache: PromptKVCache | None = None,
     allow_empty_prompt: bool = False,
+    text_weights: str = "base",
     **format_options: Any,
 ) -> EncodedPrompt:
     """Tokenize (templates per ``prompt_style``, announcing ``geometry``) and run the text tower for the prompt and
@@ -132,8 +137,10 @@ def encode_prompt(
     The caches are moved to ``offload_device`` (default CPU; ``None`` keeps them where they were computed).
     ``encoder`` replaces ``transformer.encode_text`` (e.g. :meth:`cosmos3.runtime.offload.TextTowerResidency.encode`,
     which brings an evicted text tower back first); ``kv_cache`` (:class:`PromptKVCache`) skips the text
-    tower for token ids encoded before. An empty or whitespace-only ``prompt`` is refused
-    (:class:`~cosmos3.text.prompt_checks.EmptyPromptError`) unless ``allow_empty_prompt``; the negative may be empty.
+    tower for token ids encoded before with the same ``text_weights`` (the tag of the text-tower weights: pass a
+    new one whenever they change, e.g. a LoRA; it is recorded in the result). An empty or whitespace-only
+    ``prompt`` is refused (:class:`~cosmos3.text.prompt_checks.EmptyPromptError`) unless ``allow_empty_prompt``; the
+    negative may be empty.
     """
     check_prompt_text(prompt, allow_empty=allow_empty_prompt)
     check_negative_text(negative_prompt)
@@ -144,7 +151,7 @@ def encode_prompt(
     )
 
     def run(ids: list[int]) -> TextKVCache:
-        key = tuple(ids)
+        key = (text_weights, tuple(ids))
         cache = kv_cache.get(key) if kv_cache is not None else None
         if cache is None:
             encode = encoder if encoder is not None else transformer.encode_text
@@ -165,4 +172,5 @@ def encode_prompt(
         cond_text=tokens.cond_text,
         uncond_text=tokens.uncond_text if with_negative else None,
         system_prompt=tokens.system_prompt,
+        text_weights=text_weights,
     )

@@ -3,7 +3,12 @@
 Like ComfyUI's: the constructor sets ``model.device`` to the offload device when the model has no
 ``device`` attribute (or it is ``None``) and adds the bookkeeping attributes to the model; ``load`` moves
 the whole model to a device and *assigns* ``model.device`` (so a read-only ``device`` property fails here
-as it does in ComfyUI); ``detach`` moves it back to the offload device. No weight patches / LoRA.
+as it does in ComfyUI); ``detach`` moves it back to the offload device. Weight patches (``add_patches``,
+LoRA adapters from ``comfy.lora.load_lora``) are merged into the weights on ``load`` (fp32 arithmetic, the
+originals kept in a ``backup`` shared by clones) and restored on ``unpatch_model``; a clone whose patches
+differ from what the shared weights hold restores them first. Object patches (``add_object_patch``, e.g.
+``model_sampling`` from ``ModelSamplingSD3``) are set on the model while it is loaded, and
+``get_model_object`` sees them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 import copy
 import uuid
 
+import torch
+
+import comfy.lora
 import comfy.model_management
 
 
@@ -23,6 +31,7 @@ class ModelPatcher:
         self.patches = {}
         self.backup = {}
         self.object_patches = {}
+        self.object_patches_backup = {}
         self.model_options = {"transformer_options": {}}
         self.model_size()
         self.load_device = load_device
@@ -57,6 +66,7 @@ class ModelPatcher:
         n.object_patches = self.object_patches.copy()
         n.model_options = copy.deepcopy(self.model_options)
         n.backup = self.backup
+        n.object_patches_backup = self.object_patches_backup
         n.parent = self
         n.attachments = self.attachments.copy()
         n.additional_models = {k: v[:] for k, v in self.additional_models.items()}
@@ -79,13 +89,62 @@ class ModelPatcher:
     def current_loaded_device(self):
         return self.model.device
 
+    # -- patches
+    def model_state_dict(self, filter_prefix=None):
+        return self.model.state_dict()
+
+    def add_patches(self, patches, strength_patch=1.0, strength_model=1.0):
+        model_sd = self.model_state_dict()
+        added = []
+        for key, patch in patches.items():
+            if key in model_sd:
+                added.append(key)
+                self.patches.setdefault(key, []).append((strength_patch, patch, strength_model, None, None))
+        self.patches_uuid = uuid.uuid4()
+        return added
+
+    def get_key_patches(self):
+        return {k: [self.model.state_dict()[k]] + v for k, v in self.patches.items()}
+
+    def add_object_patch(self, name, obj):
+        self.object_patches[name] = obj
+
+    def _patch_weights(self) -> None:
+        if self.model.current_weight_patches_uuid == self.patches_uuid:
+            return
+        self._restore_weights()
+        params = dict(self.model.named_parameters())
+        params.update(dict(self.model.named_buffers()))
+        with torch.no_grad():
+            for key, patch_list in self.patches.items():
+                weight = params[key]
+                if key not in self.backup:
+                    self.backup[key] = weight.detach().clone()
+                merged = comfy.lora.calculate_weight(patch_list, weight.detach().to(torch.float32, copy=True), key)
+                weight.copy_(merged.to(weight.dtype))
+        self.model.current_weight_patches_uuid = self.patches_uuid
+
+    def _restore_weights(self) -> None:
+        params = dict(self.model.named_parameters())
+        params.update(dict(self.model.named_buffers()))
+        with torch.no_grad():
+            for key, original in self.backup.items():
+                params[key].copy_(original.to(params[key].device))
+        self.backup.clear()
+        self.model.current_weight_patches_uuid = None
+
     def load(self, device_to=None, lowvram_model_memory=0, force_patch_weights=False, full_load=False) -> None:
         if device_to is not None:
             self.model.to(device_to)
+        for name, obj in self.object_patches.items():
+            if name not in self.object_patches_backup:
+                self.object_patches_backup[name] = getattr(self.model, name)
+            setattr(self.model, name, obj)
+        self._patch_weights()
+        self.model.current_patcher = self
         self.model.device = device_to
         self.model.model_lowvram = False
         self.model.model_loaded_weight_memory = self.model_size()
-        self.model.current_weight_patches_uuid = self.patches_uuid
 
     def patch_model(self, device_to=None, lowvram_model_memory=0, load_weights=True, force_patch_weights=False):
         if load_weights:
@@ -93,8 +152,11 @@ class ModelPatcher:
         return self.model
 
     def unpatch_model(self, device_to=None, unpatch_weights=True) -> None:
+        for name, obj in self.object_patches_backup.items():
+            setattr(self.model, name, obj)
+        self.object_patches_backup.clear()
         if unpatch_weights:
-            self.model.current_weight_patches_uuid = None
+            self._restore_weights()
             if device_to is not None:
                 self.model.to(device_to)
                 self.model.device = device_to
@@ -106,6 +168,10 @@ class ModelPatcher:
         return self.model
 
     def get_model_object(self, name: str):
+        if name in self.object_patches:
+            return self.object_patches[name]
+        if name in self.object_patches_backup:  # another clone's object patch is applied right now
+            return self.object_patches_backup[name]
         obj = self.model
         for part in name.split("."):
             obj = getattr(obj, part)

@@ -397,6 +397,16 @@ class Audio(ComfyTypeIO):
     Type = dict  # {"waveform": [B, C, N] float tensor, "sample_rate": int}
 
 
+@comfytype(io_type="CONDITIONING")
+class Conditioning(ComfyTypeIO):
+    Type = list
+
+
+@comfytype(io_type="MODEL")
+class Model(ComfyTypeIO):
+    Type = object
+
+
 # ------------------------------------------------------------------------------------------------------
 # Hidden inputs
 
@@ -706,6 +716,8 @@ __all__ = [
     "Image",
     "Mask",
     "Latent",
+    "Conditioning",
+    "Model",
     "HiddenHolder",
     "Hidden",
     "NodeInfoV1",
