@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         help="allow sizes/frames outside the trained envelope of the variant",
     )
     gen.add_argument("--output", required=True, type=Path, help=f"output file: {', '.join(OUTPUT_FORMATS)}")
+    gen.add_argument("--upsample", type=Path, default=None, metavar="MODEL_DIR",
+                     help="expand the prompt into Cosmos3's structured JSON caption first, with a local instruct "
+                     "model folder (Cosmos3 *-Reasoner, Qwen3-VL or Qwen3 Instruct; offline)")
 
     demo = sub.add_parser("demo", help="install check on a tiny random checkpoint (the outputs are noise)")
     demo.add_argument("--output-dir", type=Path, default=Path("cosmos3-demo-output"))
@@ -91,6 +94,12 @@ def run_generate(args: argparse.Namespace) -> Path:
     device = _device(args.device)
     dtype = _dtype(args.dtype, device)
     start = time.perf_counter()
+    upsampler = None
+    if getattr(args, "upsample", None) is not None:
+        from .text.upsampler import load_upsampler
+
+        upsampler = load_upsampler(args.upsample, device=device, offload_device="cpu")
+        print(f"prompt upsampler: {args.upsample}", file=sys.stderr)
     pipe = Cosmos3Pipeline.from_pretrained(args.checkpoint, dtype=dtype, device=device, vae_path=args.vae)
     print(
         f"loaded {args.checkpoint} ({pipe.variant.value}, {dtype}, {device}) in {time.perf_counter() - start:.1f}s",
@@ -115,6 +124,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         callback=_progress,
         strict_sizes=args.strict_sizes,
         tiled_decode={"auto": None, "on": True, "off": False}[args.tiled_decode],
+        upsampler=upsampler,
     )
     write_frames(frames, output, fps=args.fps)
     print(
