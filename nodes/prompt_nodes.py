@@ -82,16 +82,15 @@ def _upsampler(choice: str) -> tuple[up.PromptUpsampler, object]:
     return _loaded[key]
 
 
-def release(after: str, choice_key: str | None = None) -> None:
-    """Apply the ``after`` choice to the loaded upsampler(s)."""
+def release(after: str) -> None:
+    """Apply the ``after`` choice to the loaded upsampler."""
     check_choice("after", after, AFTER_CHOICES)
     if after == "keep":
         return
     for key, (_, patcher) in list(_loaded.items()):
-        if choice_key is None or key == choice_key:
-            _comfy.offload_models([patcher])
-            if after == "unload":
-                del _loaded[key]
+        _comfy.offload_models([patcher])
+        if after == "unload":
+            del _loaded[key]
     if after == "unload":
         _comfy.soft_empty_cache()
 
@@ -151,7 +150,7 @@ class PromptUpsampler(io.ComfyNode):
                 audio_description=audio_description or None, seed=seed, max_new_tokens=max_new_tokens,
                 temperature=temperature)
         finally:
-            release(after, str(upsampler.folder))
+            release(after)
         log.info("[Cosmos3 MoT] prompt upsampler (%s, %s): %d fields%s", upsampler.name, mode, len(result.fields),
                  " (FALLBACK)" if result.fallback else "")
         return io.NodeOutput(result.text, f"model: {model_folder}\n" + result.report())

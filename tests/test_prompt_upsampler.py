@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import types
 
 import numpy as np
 import pytest
 import torch
 from tiny_tokenizer import qwen_tokenizer_files
-from tiny_upsampler import make_qwen3_chat
+from tiny_upsampler import GOOD, IMAGE_PAD, ScriptedLM, make_qwen3_chat
 
 from cosmos3.text import upsampler as up
 from cosmos3.text.structured_prompt import finalize_answer
 from cosmos3.text.upsampler_instructions import UpsampleTarget
-
-IM_END, IMAGE_PAD = 151645, 151655
-GOOD = {"scene_imagination": "focus: ball", "temporal_caption": "At 0:00 a red ball rolls over a table.",
-        "subjects": [{"description": "a red ball"}], "background_setting": "a kitchen table"}
 
 
 @pytest.fixture(scope="module")
@@ -27,22 +22,6 @@ def tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(qwen_tokenizer_files()), local_files_only=True)
-
-
-class ScriptedLM(torch.nn.Module):
-    """Stands in for a transformers model: answers with the scripted texts in turn, records every call."""
-
-    def __init__(self, tokenizer, answers, context=32768):
-        super().__init__()
-        self.tokenizer, self.answers, self.calls = tokenizer, list(answers), []
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.config = types.SimpleNamespace(max_position_embeddings=context, image_token_id=IMAGE_PAD)
-        self.generation_config = types.SimpleNamespace(eos_token_id=IM_END)
-
-    def generate(self, input_ids, attention_mask, generation_config, **extra):
-        self.calls.append(dict(input_ids=input_ids, extra=extra, config=generation_config))
-        answer = self.tokenizer(self.answers.pop(0), add_special_tokens=False, return_tensors="pt").input_ids
-        return torch.cat([input_ids, answer, torch.tensor([[IM_END]])], dim=1)
 
 
 def scripted(tokenizer, *answers):

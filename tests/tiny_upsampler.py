@@ -8,6 +8,7 @@ Qwen3-VL model with a minimal VL chat template of ours and a Qwen-VL image proce
 from __future__ import annotations
 
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,25 @@ VL_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 VOCAB = 151669
+IM_END, IMAGE_PAD = 151645, 151655
+GOOD = {"scene_imagination": "focus: ball", "temporal_caption": "At 0:00 a red ball rolls over a table.",
+        "subjects": [{"description": "a red ball"}], "background_setting": "a kitchen table"}
+
+
+class ScriptedLM(torch.nn.Module):
+    """Stands in for a transformers model: answers with the scripted texts in turn, records every call."""
+
+    def __init__(self, tokenizer, answers, context=32768):
+        super().__init__()
+        self.tokenizer, self.answers, self.calls = tokenizer, list(answers), []
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = types.SimpleNamespace(max_position_embeddings=context, image_token_id=IMAGE_PAD)
+        self.generation_config = types.SimpleNamespace(eos_token_id=IM_END)
+
+    def generate(self, input_ids, attention_mask, generation_config, **extra):
+        self.calls.append(dict(input_ids=input_ids, extra=extra, config=generation_config))
+        answer = self.tokenizer(self.answers.pop(0), add_special_tokens=False, return_tensors="pt").input_ids
+        return torch.cat([input_ids, answer, torch.tensor([[IM_END]])], dim=1)
 
 
 def copy_tokenizer(folder: Path) -> None:
