@@ -26,7 +26,9 @@ log = logging.getLogger("cosmos3_mot")
 
 CATEGORY = CATEGORY_ROOT + "/conditioning"
 LLM_FOLDER_KEYS = ("LLM", "text_encoders")
-NO_MODEL = "(no model folder: put one in models/LLM)"
+# Always offered (like the guardrail loader's default), so example workflows hold a valid choice; Qwen3-VL-8B is
+# the Nano backbone, loads with transformers and looks at the i2v image.
+DEFAULT_LLM = "LLM/Qwen3-VL-8B-Instruct"
 AFTER_CHOICES = ("offload", "keep", "unload")
 _GPU_MARGIN = 1024**3  # activations + K/V of a few thousand tokens
 
@@ -53,7 +55,7 @@ def llm_folders() -> dict[str, Path]:
 
 
 def llm_choices() -> list[str]:
-    return list(llm_folders()) or [NO_MODEL]
+    return [DEFAULT_LLM] + [name for name in llm_folders() if name != DEFAULT_LLM]
 
 
 class _Holder(torch.nn.Module):
@@ -69,7 +71,8 @@ def _upsampler(choice: str) -> tuple[up.PromptUpsampler, object]:
     if choice not in folders:
         roots = ", ".join(p for k in LLM_FOLDER_KEYS for p in _comfy.model_folder_paths(k)) or "models/LLM"
         raise FileNotFoundError(f"upsampler model {choice!r} not found; put a transformers instruct model folder "
-                                f"(Cosmos3 *-Reasoner, Qwen3-VL or Qwen3 Instruct) in one of: {roots}")
+                                f"(e.g. Qwen/Qwen3-VL-8B-Instruct, a Cosmos3 *-Reasoner or a Qwen3 Instruct) in one "
+                                f"of: {roots}")
     key = str(folders[choice])
     if key not in _loaded:
         for _, patcher in _loaded.values():
@@ -103,7 +106,7 @@ class PromptUpsampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return node_schema(cls, "C3MoTPromptUpsampler", "Prompt Upsampler", CATEGORY, inputs=[
-            io.Combo.Input("model_folder", options=llm_choices(), tooltip=(
+            io.Combo.Input("model_folder", options=llm_choices(), default=DEFAULT_LLM, tooltip=(
                 "A transformers instruct model folder under models/LLM or models/text_encoders: NVIDIA's "
                 "Cosmos3 *-Reasoner, a Qwen3-VL Instruct (can look at the i2v image) or a Qwen3 Instruct. "
                 "Safetensors only; nothing is downloaded.")),
@@ -139,9 +142,6 @@ class PromptUpsampler(io.ComfyNode):
                 after, image=None, audio_description="") -> io.NodeOutput:
         check_choice("mode", mode, sp.UPSAMPLE_MODES)
         check_choice("after", after, AFTER_CHOICES)
-        if model_folder == NO_MODEL:
-            raise FileNotFoundError("no upsampler model folder found: put a transformers instruct model folder "
-                                    "(Cosmos3 *-Reasoner, Qwen3-VL or Qwen3 Instruct) in models/LLM")
         upsampler, patcher = _upsampler(model_folder)
         _comfy.load_models([patcher], memory_required=_GPU_MARGIN, force_full_load=True)
         try:

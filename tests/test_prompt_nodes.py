@@ -53,15 +53,14 @@ def options(node, name):
 
 
 def test_folders_are_listed_from_llm_and_text_encoders(m, llms):
-    assert options(m.prompt.PromptUpsampler, "model_folder") == ["LLM/Qwen3-tiny", "text_encoders/Qwen/Qwen3-VL-tiny"]
+    assert options(m.prompt.PromptUpsampler, "model_folder") == [
+        m.prompt.DEFAULT_LLM, "LLM/Qwen3-tiny", "text_encoders/Qwen/Qwen3-VL-tiny"]
 
 
 def test_no_folder_gives_a_clear_error(m, comfy_stub):
-    assert options(m.prompt.PromptUpsampler, "model_folder") == [m.prompt.NO_MODEL]
-    with pytest.raises(FileNotFoundError, match="models/LLM"):
-        upsample(m, m.prompt.NO_MODEL)
-    with pytest.raises(FileNotFoundError, match="not found"):
-        upsample(m, "LLM/gone")
+    assert options(m.prompt.PromptUpsampler, "model_folder") == [m.prompt.DEFAULT_LLM]
+    with pytest.raises(FileNotFoundError, match=r"'LLM/Qwen3-VL-8B-Instruct' not found.*models/LLM"):
+        upsample(m, m.prompt.DEFAULT_LLM)
 
 
 def test_scripted_answer_reaches_text_encode(m, llms, model, comfy_stub, monkeypatch):
@@ -137,3 +136,31 @@ def test_text_encode_plain_prompt_choice(m, model, monkeypatch):
     diffusers = m.text.TextEncode.execute(model, PROMPT, "", "diffusers", "auto", W, H, F, 24.0, "auto")[0]
     assert diffusers.cond_text.startswith(PROMPT)
 
+
+
+@pytest.mark.parametrize("name", ["cosmos3_t2v", "cosmos3_i2v"])
+def test_shipped_workflow_runs_with_the_upsampler_enabled(name, m, llms, comfy_pack, comfy_stub):
+    import make_workflows
+    import workflow_check as wc
+    from tiny_models import install_fixtures, rewrite_names
+
+    ui = wc.load_json(make_workflows.WORKFLOW_DIR / f"{name}.json")
+    (node,) = [n for n in ui["nodes"] if n["type"] == "C3MoTPromptUpsampler"]
+    specs = wc.node_specs(comfy_pack.nodes.NODE_CLASS_MAPPINGS)
+    bypassed = wc.ui_to_api(ui, specs)
+    assert "C3MoTPromptUpsampler" not in [e["class_type"] for e in bypassed.values()]
+    node["mode"] = 0  # what Ctrl+B does
+    api = wc.ui_to_api(ui, specs)
+    wc.check_api_workflow(api, specs)
+    api[str(node["id"])]["inputs"]["model_folder"] = "LLM/Qwen3-tiny" if name == "cosmos3_t2v" else (
+        "text_encoders/Qwen/Qwen3-VL-tiny")
+    fixtures = install_fixtures(comfy_stub.models_dir, comfy_stub.input_dir)
+    api = rewrite_names(api, fixtures.names)
+    result = wc.run_api_workflow(api, comfy_pack.nodes.NODE_CLASS_MAPPINGS)
+    kinds = [api[i]["class_type"] for i in result.order]
+    assert kinds.index("C3MoTGuardrailPromptCheck") < kinds.index("C3MoTPromptUpsampler") < kinds.index(
+        "C3MoTTextEncode")
+    caption = result.outputs[str(node["id"])][0]
+    assert json.loads(caption)["temporal_caption"] == make_workflows.PROMPTS[name]  # tiny random LLM: fallback
+    (saved,) = result.captured_by("SaveVideo")
+    assert saved["video"].images.shape[0] > 1
