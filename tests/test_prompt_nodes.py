@@ -138,7 +138,8 @@ def test_text_encode_plain_prompt_choice(m, model, monkeypatch):
 
 
 
-@pytest.mark.parametrize("name", ["cosmos3_t2v", "cosmos3_i2v"])
+# i2v with the VL model is slow on CPU (test_tiny_models_through_the_node covers the VL node path): -m slow
+@pytest.mark.parametrize("name", ["cosmos3_t2v", pytest.param("cosmos3_i2v", marks=pytest.mark.slow)])
 def test_shipped_workflow_runs_with_the_upsampler_enabled(name, m, llms, comfy_pack, comfy_stub):
     import make_workflows
     import workflow_check as wc
