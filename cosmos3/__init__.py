@@ -11,6 +11,8 @@ Public API (stable names):
 * :func:`load_transformer` — the Mixture-of-Transformers DiT with a cached text tower.
 * :func:`load_vae` — the 48-channel Wan 2.2 VAE.
 * :class:`Cosmos3Pipeline` — T2V / I2V / T2I (and V2V) generation.
+* :func:`load_upsampler` / :class:`PromptUpsampler` — a local instruct LLM that writes the structured JSON
+  prompt; :func:`build_structured_prompt` — the same JSON from fields, without an LLM.
 * :class:`Geometry` (frames, height, width, fps of a clip), :func:`resolve_sampling_plan` (unset settings ->
   concrete ones), :class:`Cosmos3Error` (base of every error the library raises on bad input).
 
@@ -44,6 +46,9 @@ _LAZY = {
     "Geometry": ".geometry",
     "resolve_sampling_plan": ".sampling.plan",
     "Cosmos3Error": ".errors",
+    "load_upsampler": ".text.upsampler",
+    "PromptUpsampler": ".text.upsampler",
+    "build_structured_prompt": ".text.structured_prompt",
 }
 
 

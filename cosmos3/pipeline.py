@@ -32,6 +32,7 @@ from .sampling.loop import StepInfo, sample
 from .sampling.plan import resolve_sampling_plan
 from .text.encoding import EncodedPrompt, PromptKVCache, encode_prompt
 from .text.prompt_checks import check_negative_text, check_prompt_text
+from .text.structured_prompt import resolve_plain_prompt, wrap_plain_prompt
 from .text.tokenizer import PromptTokenizer, load_text_tokenizer
 from .vae.loading import load_vae
 from .vae.model import WanVAE
@@ -238,6 +239,9 @@ class Cosmos3Pipeline:
         allow_empty_prompt: bool = False,
         stage_callback: StageCallback | None = None,
         sound: bool = False,
+        upsampler: Any = None,
+        audio_description: str | None = None,
+        plain_prompt: str = "auto",
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
 
@@ -260,6 +264,11 @@ class Cosmos3Pipeline:
         ``sound=True`` (sound-capable checkpoints, T2V/I2V/V2V) denoises a sound latent jointly with the video and
         returns ``(frames, waveform)``: the waveform float32 ``[channels, samples]`` in [-1, 1] at
         :attr:`sound_sample_rate`, as long as the clip (``return_latents``: ``(latents, sound latents)``).
+        ``upsampler`` (a :class:`cosmos3.text.upsampler.PromptUpsampler`) first expands ``prompt`` into the
+        structured JSON caption for this mode and clip (``image`` shown to it for I2V, ``audio_description`` kept);
+        the guardrail then checks both the typed prompt and the caption. ``plain_prompt`` (``auto`` /
+        ``as_text`` / ``temporal_caption``) decides how a non-JSON prompt is fed (see
+        :func:`cosmos3.text.structured_prompt.resolve_plain_prompt`).
         """
         check_prompt_text(prompt, allow_empty=allow_empty_prompt)
         check_negative_text(negative_prompt)
@@ -284,7 +293,17 @@ class Cosmos3Pipeline:
 
         if guardrail is not None:
             guardrail.ensure_prompt_safe(prompt)
-        elif not self._warned_unguarded:
+        if upsampler is not None:
+            mode = "t2i" if geometry.is_image else ("i2v" if image is not None else "t2v")
+            prompt = upsampler.upsample(
+                prompt, mode, width=geometry.width, height=geometry.height, frames=geometry.frames, fps=geometry.fps,
+                image=image, audio_description=audio_description, seed=seed,
+            ).text
+            if guardrail is not None:
+                guardrail.ensure_prompt_safe(prompt)
+        edge = self.variant is Variant.EDGE
+        prompt = wrap_plain_prompt(prompt, resolve_plain_prompt(plain_prompt, edge=edge, prompt_style=prompt_style))
+        if guardrail is None and not self._warned_unguarded:
             self._warned_unguarded = True
             warnings.warn(UNGUARDED_WARNING, UserWarning, stacklevel=2)
         stage("encode_prompt", 0, 1)

@@ -9,6 +9,7 @@ from . import (
     latent_nodes,
     lora_nodes,
     model_nodes,
+    prompt_nodes,
     sampler_nodes,
     sound_nodes,
     text_nodes,
@@ -22,7 +23,7 @@ NODE_PREFIX = "C3MoT"
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
 NODE_MODULES = (
     guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, sound_nodes,
-    core_nodes, lora_nodes,
+    core_nodes, lora_nodes, prompt_nodes,
 )
 
 

@@ -17,6 +17,8 @@ import logging
 from ..cosmos3.geometry import Geometry
 from ..cosmos3.text.encoding import encode_prompt
 from ..cosmos3.text.prompt_checks import check_prompt_text
+from ..cosmos3.text.structured_prompt import PLAIN_PROMPT_CHOICES, resolve_plain_prompt, wrap_plain_prompt
+from ..cosmos3.variants import Variant, variant_from_config
 from . import _comfy, core_model
 from ._comfy import io
 from .common import C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, check_choice, frames_input, node_schema, side_input
@@ -48,15 +50,19 @@ def _use_system_prompt(choice: str, style: str, model) -> bool | None:
 
 def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str = "framework",
                 use_system_prompt: str = "auto", width: int, height: int, frames: int, fps: float = DEFAULT_FPS,
-                allow_empty: bool = False):
+                allow_empty: bool = False, plain_prompt: str = "auto"):
     """Run the text tower (loaded through ComfyUI) once per prompt; the caches end on the intermediate device.
-    An empty prompt is refused unless ``allow_empty`` (it is almost always a wiring mistake)."""
+    An empty prompt is refused unless ``allow_empty`` (it is almost always a wiring mistake). ``plain_prompt``:
+    see :func:`cosmos3.text.structured_prompt.resolve_plain_prompt` (JSON prompts unchanged)."""
     check_prompt_text(prompt, allow_empty=bool(allow_empty), where=EMPTY_PROMPT_HINT)
     check_choice("prompt_style", prompt_style, PROMPT_STYLES)
+    check_choice("plain_prompt", plain_prompt, PLAIN_PROMPT_CHOICES)
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not MIN_FPS <= float(fps) <= MAX_FPS:
         raise ValueError(f"fps must be a number from {MIN_FPS:g} to {MAX_FPS:g}, got {fps!r}")
     geometry = Geometry(frames, height, width, float(fps))
     system = _use_system_prompt(use_system_prompt, prompt_style, model)
+    edge = variant_from_config(model.transformer.config) is Variant.EDGE
+    prompt = wrap_plain_prompt(prompt, resolve_plain_prompt(plain_prompt, edge=edge, prompt_style=prompt_style))
     negative = negative_prompt if negative_prompt and negative_prompt.strip() else None  # empty -> mode default
     _comfy.load_models([model.text_patcher])
     settle_on_device(model.text_patcher)
@@ -117,6 +123,11 @@ class TextEncode(io.ComfyNode):
             io.Boolean.Input("allow_empty", default=False, optional=True, tooltip=(
                 "Generate even when the prompt is empty or only spaces. Off: an empty prompt stops the workflow "
                 "(usually a bypassed or disconnected node upstream).")),
+            io.Combo.Input("plain_prompt", options=list(PLAIN_PROMPT_CHOICES), default="auto", optional=True,
+                           tooltip=(
+                "How a prompt that is not JSON is fed: 'auto' = as {\"temporal_caption\": prompt} on Cosmos3-Edge "
+                "(framework style; plain prose makes Edge flare and pulse), as text elsewhere; 'as_text' = the "
+                "framework's prose templates; 'temporal_caption' = always wrapped. JSON prompts are unchanged.")),
         ], outputs=[
             C3MOT_TEXT.Output(display_name="text", tooltip=(
                 "Cached text K/V of the prompt and the negative prompt, with the frames/size/fps they were "
@@ -131,10 +142,10 @@ class TextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt, negative_prompt, prompt_style, use_system_prompt, width, height, frames,
-                fps, allow_empty=False) -> io.NodeOutput:
+                fps, allow_empty=False, plain_prompt="auto") -> io.NodeOutput:
         encoded = encode_text(model, prompt, negative_prompt, prompt_style=prompt_style,
                               use_system_prompt=use_system_prompt, width=width, height=height, frames=frames, fps=fps,
-                              allow_empty=allow_empty)
+                              allow_empty=allow_empty, plain_prompt=plain_prompt)
         return io.NodeOutput(encoded, float(fps), *text_conditioning(encoded))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 # Fixture modules: their fixtures (comfy_stub, comfy_pack, retinaface_weights, tiny_qwen3_dir) reach every test
 # module without an import (an imported fixture looks unused to linters, and a parameter then shadows it).
-pytest_plugins = ["comfy_fixtures", "guardrail_support"]
+pytest_plugins = ["comfy_fixtures", "guardrail_support", "tiny_upsampler"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

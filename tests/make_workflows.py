@@ -16,6 +16,9 @@ Defaults, chosen for the Nano checkpoint (``models/cosmos3/Cosmos3-Nano``; frame
 * T2I: 960x960 (720p 1:1 preset), 50 steps, cfg 4.0, shift 3 — the framework's Nano image defaults.
 
 Every graph checks the prompt with the guardrails before the text encode and the frames after the decode.
+Between the prompt check and the text encode sits the Prompt Upsampler, bypassed (mode 4): bypassed, the
+checked prompt passes straight through; enabled, a local instruct LLM (``models/LLM/``) writes the
+structured JSON caption first.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ MODEL_HINTS = {
                               "note": "into ComfyUI/models/cosmos3_guardrail/Cosmos-Guardrail1/ (the loader's "
                                       "error lists every missing file of the enabled checks)"}],
 }
+
+UPSAMPLER_MODEL = "LLM/Qwen3-VL-8B-Instruct"  # the node's always-offered default
+UPSAMPLER_MODES = {"cosmos3_t2v": "t2v", "cosmos3_i2v": "i2v", "cosmos3_t2i": "t2i", "cosmos3_t2v_sound": "t2v",
+                   KSAMPLER_LORA: "t2v"}
 
 VIDEO = dict(preset="480p 16:9 (832x480)", width=832, height=480, frames=121, fps=24.0, steps=35, cfg=6.0, shift=10.0)
 IMAGE = dict(preset="720p 1:1 (960x960)", width=960, height=960, frames=1, fps=24.0, steps=50, cfg=4.0, shift=3.0)
@@ -97,6 +104,10 @@ NOTE = """## Cosmos3 MoT — {title}
 
 **Settings**: {settings}. In the Sampler, 0 = auto (framework defaults for the mode and checkpoint).
 The prompt is encoded once; re-queuing with a new seed reuses it.
+
+**Prompt Upsampler** (bypassed): select it and press Ctrl+B to expand a short prompt into the structured
+JSON caption Cosmos3 was trained on, written offline by an instruct model folder in `LLM/` (e.g.
+Qwen/Qwen3-VL-8B-Instruct, or a Cosmos3 Reasoner). Worth it for one-line prompts; skip it for detailed or JSON ones.
 """
 
 
@@ -143,15 +154,23 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
         lora = ids["lora"] = g.add("C3MoTLoraLoader", model=model.out("model"), lora_name=LORA,
                                    strength_generation=1.0, strength_text=1.0)
         text_model = lora.out("model")
+    image = None
+    if name == "cosmos3_i2v":
+        image = ids["image"] = g.add("LoadImage", image="example.png")
+    upsampler = ids["upsampler"] = g.add(
+        "C3MoTPromptUpsampler", node_mode=4, model_folder=UPSAMPLER_MODEL, prompt=check.out("prompt"),
+        mode=UPSAMPLER_MODES[name], width=latent.out("width"), height=latent.out("height"),
+        frames=latent.out("frames"), fps=s["fps"], seed=0, max_new_tokens=2048, temperature=0.0, after="offload",
+        **({"image": image.out("IMAGE")} if image is not None else {}), audio_description="",
+    )
     text = ids["text"] = g.add(
-        "C3MoTTextEncode", model=text_model, prompt=check.out("prompt"),
+        "C3MoTTextEncode", model=text_model, prompt=upsampler.out("prompt"),
         negative_prompt=check.out("negative_prompt"), prompt_style="framework", use_system_prompt="auto",
         width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"), fps=s["fps"],
     )
     vae = ids["vae"] = g.add("C3MoTVAELoader", vae_name=VAE, dtype="auto")
     cond = {}
-    if name == "cosmos3_i2v":
-        image = ids["image"] = g.add("LoadImage", image="example.png")
+    if image is not None:
         ids["cond"] = g.add("C3MoTImageCondition", vae=vae.out("vae"), image=image.out("IMAGE"),
                             width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"))
         cond["image_cond"] = ids["cond"].out("image_cond")
@@ -204,7 +223,8 @@ LAYOUT = {
     "latent": ([480, 190], [380, 200]),
     "vae": ([480, 430], [380, 110]),
     "image": ([480, 580], [380, 420]),
-    "lora": ([480, 1040], [380, 160]),
+    "lora": ([480, 580], [380, 160]),  # the KSampler+LoRA graph has no image
+    "upsampler": ([480, 1040], [380, 520]),
     "text": ([900, 20], [420, 420]),
     "cond": ([900, 480], [420, 200]),
     "sampler": ([1360, 20], [360, 420]),
@@ -214,7 +234,8 @@ LAYOUT = {
     "video": ([2120, 20], [300, 80]),
     "save": ([2120, 140], [520, 560]),
 }
-TITLED = {"check": "Guardrail Prompt Check (your prompt here)", "image": "Load Image (first frame)"}
+TITLED = {"check": "Guardrail Prompt Check (your prompt here)", "image": "Load Image (first frame)",
+          "upsampler": "Prompt Upsampler (optional: Ctrl+B to enable)"}
 
 
 def _lay_out(ui: dict, keys: dict[int, str], name: str) -> None:
@@ -226,7 +247,7 @@ def _lay_out(ui: dict, keys: dict[int, str], name: str) -> None:
         hints = MODEL_HINTS.get(node["type"])
         if hints:
             node["properties"]["models"] = json.loads(json.dumps(hints))
-    ui["groups"] = [{"title": TITLES[name] + " with Cosmos3 MoT", "bounding": [0, -40, 2680, 1290], "color": "#3f789e",
+    ui["groups"] = [{"title": TITLES[name] + " with Cosmos3 MoT", "bounding": [0, -40, 2680, 1640], "color": "#3f789e",
                      "font_size": 24, "flags": {}}]
     ui["extra"] = {"ds": {"scale": 0.6, "offset": [40, 120]}}
 

@@ -36,7 +36,9 @@ def test_ui_workflow_wiring(name):
         return nodes[link[1]]["type"], link[2]
 
     text = by_type["C3MoTTextEncode"][0]
-    assert source(text, "prompt") == ("C3MoTGuardrailPromptCheck", 0)  # checked before encoding
+    upsampler = by_type["C3MoTPromptUpsampler"][0]  # optional step, bypassed: the checked prompt passes through
+    assert upsampler["mode"] == 4 and source(text, "prompt") == ("C3MoTPromptUpsampler", 0)
+    assert source(upsampler, "prompt") == ("C3MoTGuardrailPromptCheck", 0)  # checked before encoding
     assert source(text, "negative_prompt") == ("C3MoTGuardrailPromptCheck", 1)
     for size in ("width", "height", "frames"):
         assert source(text, size)[0] == "C3MoTEmptyLatent"

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import pytest
 from frontend_check import (
+    LOAD_SCRIPT,
     OUR_MARKERS,
     OUR_PREFIX,
     FrontendSession,
@@ -302,3 +303,50 @@ def test_checker_reports_problems(frontend):
     assert [(d.slot, d.expected, d.actual) for d in surplus] == [
         (len(sampler["widgets_values"]) - 1, "surplus", "<missing>")
     ], result.summary()
+
+
+_pack_specs: dict = {}
+
+
+def _specs():
+    if not _pack_specs:
+        import workflow_check as wc
+        from comfy_fixtures import load_pack_with_v3_api
+
+        _pack_specs.update(wc.node_specs(load_pack_with_v3_api("c3mot_pack_for_frontend_queue").nodes.NODE_CLASS_MAPPINGS))
+    return _pack_specs
+
+
+QUEUE_SCRIPT = r"""
+const [done] = arguments;
+Promise.resolve(window.app.graphToPrompt()).then(
+  (p) => done({ok: true, output: JSON.parse(JSON.stringify(p.output))}),
+  (e) => done({ok: false, error: String((e && e.stack) || e)}));
+"""
+
+
+@pytest.mark.parametrize("upsampler", ["bypassed", "enabled"])
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_frontend_queues_what_ui_to_api_builds(frontend, workflow: Path, upsampler: str):
+    """The frontend's own graphToPrompt gives the API prompt ``workflow_check.ui_to_api`` builds, with the optional
+    Prompt Upsampler bypassed (its links re-routed: Text Encode reads the checked prompt) and enabled."""
+    import workflow_check as wc
+
+    session = frontend["session"]
+    graph = json.loads(workflow.read_text())
+    for node in graph["nodes"]:
+        if node["type"] == "C3MoTPromptUpsampler" and upsampler == "enabled":
+            node["mode"] = 0
+    expected = wc.ui_to_api(graph, _specs())
+    session.open()
+    loaded = session.driver.execute_async_script(LOAD_SCRIPT, graph, workflow.name) or {}
+    assert loaded.get("ok"), loaded
+    queued = session.driver.execute_async_script(QUEUE_SCRIPT) or {}
+    assert queued.get("ok"), queued
+    actual = {nid: {"class_type": e["class_type"], "inputs": e["inputs"]} for nid, e in queued["output"].items()}
+    for nid, entry in expected.items():  # core nodes may carry frontend-only extras (e.g. LoadImage's upload)
+        got = actual.get(nid)
+        assert got is not None and got["class_type"] == entry["class_type"], (nid, entry["class_type"], got)
+        if entry["class_type"].startswith("C3MoT"):
+            assert got["inputs"] == entry["inputs"], (nid, entry["class_type"], got["inputs"], entry["inputs"])
+    assert set(actual) == set(expected)

@@ -362,30 +362,48 @@ def ui_widget_values(node: Mapping, spec: NodeSpec) -> dict[str, Any]:
 
 
 def ui_to_api(graph: Mapping, specs: Mapping[str, NodeSpec]) -> dict[str, dict]:
-    """The API prompt the frontend would queue for a UI graph (muted nodes and notes dropped).
+    """The API prompt the frontend would queue for a UI graph (muted and bypassed nodes and notes dropped).
 
-    Bypassed nodes (mode 4) are not supported here (the frontend re-routes their links)."""
+    A link from a bypassed node (mode 4) is re-routed as the frontend does (:func:`bypass_source`)."""
     links = {link[0]: link for link in graph.get("links") or []}
     nodes = {n["id"]: n for n in graph.get("nodes") or []}
     prompt: dict[str, dict] = {}
     for nid, node in sorted(nodes.items()):
         spec = specs[node["type"]]
-        if spec.frontend_only or node.get("mode", 0) == 2:
+        if spec.frontend_only or node.get("mode", 0) in (2, 4):
             continue
-        if node.get("mode", 0) == 4:
-            raise WorkflowError("ui_to_api", [f"node {nid} is bypassed; not supported"])
         inputs: dict[str, Any] = dict(ui_widget_values(node, spec))
         for ui_in in node.get("inputs") or []:
             lid = ui_in.get("link")
             if lid is None:
                 continue
-            link = links[lid]
-            if nodes[link[1]].get("mode", 0) == 2:
+            link = bypass_source(links[lid], nodes, links, ui_in.get("type"))
+            if link is None or nodes[link[1]].get("mode", 0) == 2:
                 continue
             inputs[ui_in["name"]] = [str(link[1]), link[2]]
         ordered = {i.name: inputs[i.name] for i in spec.inputs if i.name in inputs}
         prompt[str(nid)] = {"class_type": node["type"], "inputs": ordered}
     return prompt
+
+
+def bypass_source(link: list, nodes: Mapping, links: Mapping, in_type: str | None) -> list | None:
+    """The link that feeds an input once bypassed nodes are skipped, as ComfyUI's frontend does: from a bypassed
+    node, take the input at the output's slot index, else its first input, whose type equals the consumer's
+    input type, and follow that input's link; ``None`` when that input is unlinked or no input has the type."""
+    seen = set()
+    while nodes[link[1]].get("mode", 0) == 4:
+        parent = nodes[link[1]]
+        if parent["id"] in seen:
+            return None
+        seen.add(parent["id"])
+        parent_inputs = parent.get("inputs") or []
+        wanted = in_type if in_type is not None else link[5]
+        order = [link[2], *range(len(parent_inputs))]
+        match = next((i for i in order if i < len(parent_inputs) and parent_inputs[i].get("type") == wanted), None)
+        if match is None or parent_inputs[match].get("link") is None:
+            return None
+        link = links[parent_inputs[match]["link"]]
+    return link
 
 
 def check_api_workflow(prompt: Mapping, specs: Mapping[str, NodeSpec], *, check_choices: bool = True,
@@ -526,6 +544,7 @@ class _BuiltNode:
     values: dict[str, Any]
     links: dict[str, tuple[int, int]]
     title: str | None = None
+    mode: int = 0  # 4 = bypassed (optional step the user can enable)
 
     def out(self, slot: int | str = 0) -> tuple[int, int | str]:
         return (self.id, slot)
@@ -550,7 +569,8 @@ class GraphBuilder:
         self.output_names = dict(output_names or {})
         self.nodes: list[_BuiltNode] = []
 
-    def add(self, node_type: str, *, title: str | None = None, seed_control: str = "fixed", **inputs) -> _BuiltNode:
+    def add(self, node_type: str, *, title: str | None = None, seed_control: str = "fixed", node_mode: int = 0,
+            **inputs) -> _BuiltNode:
         spec = self.specs[node_type]
         values, links = {}, {}
         for key, value in inputs.items():
@@ -561,7 +581,7 @@ class GraphBuilder:
                 links[key] = (value[0], self._slot(value[0], value[1]))
             else:
                 values[key] = value
-        node = _BuiltNode(len(self.nodes) + 1, node_type, values, links, title)
+        node = _BuiltNode(len(self.nodes) + 1, node_type, values, links, title, node_mode)
         node.seed_control = seed_control  # type: ignore[attr-defined]
         self.nodes.append(node)
         return node
@@ -622,7 +642,7 @@ class GraphBuilder:
                     widgets.append("image")
             ui_node = {
                 "id": node.id, "type": node.type, "pos": [40 + 360 * order, 80], "size": [320, 200], "flags": {},
-                "order": order, "mode": 0, "inputs": ui_inputs, "outputs": [],
+                "order": order, "mode": node.mode, "inputs": ui_inputs, "outputs": [],
                 "properties": {"Node name for S&R": node.type}, "widgets_values": widgets,
             }
             if node.title:

@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
                      "itself (default: no guardrail runs)")
     gen.add_argument("--output", required=True, type=Path,
                      help=f"output file: {', '.join(OUTPUT_FORMATS)} (.mp4 is H.264; .png = one frame; .npy = float32)")
+    gen.add_argument("--upsample", type=Path, default=None, metavar="MODEL_DIR",
+                     help="expand the prompt into Cosmos3's structured JSON caption first, with a local instruct "
+                     "model folder (Cosmos3 *-Reasoner, Qwen3-VL or Qwen3 Instruct; offline; default: the prompt "
+                     "is used as typed)")
     gen.add_argument("--sound", action="store_true",
                      help="generate sound with the video (sound-capable checkpoints): the .mp4 gets an AAC track")
     gen.add_argument("--sound-output", type=Path, default=None,
@@ -134,6 +138,15 @@ def run_generate(args: argparse.Namespace) -> Path:
         progress.line("guardrail: none runs (pass --guardrail FOLDER to check the prompt and the frames)")
     from ..pipeline import UNGUARDED_WARNING, Cosmos3Pipeline
 
+    upsampler = None
+    if args.upsample is not None:
+        from ..text.upsampler import folder_problems, load_upsampler
+
+        problems = folder_problems(Path(args.upsample))
+        if problems:
+            raise CliError(f"--upsample {args.upsample}: " + "; ".join(problems))
+        progress.line(f"  loading the prompt upsampler {args.upsample} ...")
+        upsampler = load_upsampler(args.upsample, device=request.device, offload_device="cpu")
     progress.line(f"  loading {args.checkpoint} ...")
     pipe = Cosmos3Pipeline.from_pretrained(args.checkpoint, dtype=request.dtype, device=request.device,
                                            vae_path=args.vae)
@@ -148,7 +161,7 @@ def run_generate(args: argparse.Namespace) -> Path:
             prompt_style=args.prompt_style, use_system_prompt=args.system_prompt, callback=progress.step,
             strict_sizes=args.strict_sizes, tiled_decode={"auto": None, "on": True, "off": False}[args.tiled_decode],
             guardrail=request.guardrail, allow_empty_prompt=args.allow_empty_prompt, stage_callback=progress.stage,
-            **({"sound": True} if sound else {}),
+            upsampler=upsampler, **({"sound": True} if sound else {}),
         )
     fps = request.plan.geometry.fps
     if sound:
