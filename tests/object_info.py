@@ -34,7 +34,12 @@ FLAGS_FALSE_WHEN_ABSENT = ("deprecated", "experimental", "api_node")
 FILE_LIST_INPUTS = ("checkpoint", "tokenizer", "vae_name", "release_folder", "llm_judge", "siglip_folder")
 # Deliberate departures from the snapshot that saved workflows survive, {node id: {(input, option): new
 # value}} (see :func:`compatibility_breaks`); each entry names the change that made it.
-INTENDED_CHANGES: dict[str, dict[tuple[str, str], object]] = {}
+INTENDED_CHANGES: dict[str, dict[tuple[str, str], object]] = {
+    # Issue 17: the Qwen3Guard judge is part of NVIDIA's recipe; a new loader requires it ("on", a clear setup
+    # error when missing) so running without it is an explicit choice. Saved workflows store their value
+    # ("auto") and keep it; "auto" without the folder now warns on the node, in the reports and as a toast.
+    "C3MoTGuardrailLoader": {("llm_judge", "default"): "on"},
+}
 
 
 def v1_object_info(node_id: str, cls, display_name: str) -> dict:
