@@ -178,7 +178,8 @@ def run_sampler(
         height=height,
         width=width,
         fps=text.geometry.fps,
-        has_image=image_cond is not None,
+        has_image=image_cond is not None and len(image_cond.frames) == 1,
+        has_video=image_cond is not None and len(image_cond.frames) > 1,  # from the Video Condition node
         variant=model.variant,
         kind=info.kind,
         distilled=info.distilled,
@@ -261,8 +262,8 @@ def run_sampler(
 class Sampler(io.ComfyNode):
     """Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached text K/V of the
     Text Encode node. The size and frame count come from the input LATENT (Empty Latent); text-to-image when frames
-    = 1, image-to-video when image_cond is connected. 0 = auto picks the framework defaults for the mode and
-    checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."""
+    = 1, image-to-video (or video-to-video) when image_cond is connected. 0 = auto picks the framework defaults for
+    the mode and checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -365,8 +366,9 @@ class Sampler(io.ComfyNode):
                     "image_cond",
                     optional=True,
                     tooltip=(
-                        "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
-                        "width/height/frames must match)."
+                        "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node; for "
+                        "video-to-video: from the Video Condition node (its width/height/frames must match the "
+                        "LATENT's)."
                     ),
                 ),
                 io.Boolean.Input(

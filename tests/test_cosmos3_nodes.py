@@ -35,6 +35,7 @@ def m(comfy_pack):
         sampler = _module(comfy_pack, "sampler_nodes")
         vae = _module(comfy_pack, "vae_nodes")
         latent = _module(comfy_pack, "latent_nodes")
+        video = _module(comfy_pack, "video_condition_nodes")
 
     return Modules
 
@@ -320,6 +321,35 @@ def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, in
         run_sampler(m, model, encode(m, model, width=48), empty(m, width=48), image_cond=cond)
     with pytest.raises(ValueError, match=r"prepared for 9 frames .* LATENT \(samples\) has 1 frames"):
         run_sampler(m, model, encode(m, model, frames=1), empty(m, frames=1), image_cond=cond)
+
+
+def test_video_condition_matches_the_library_and_anchors_the_kept_frames(m, model, installed, comfy_stub):
+    """V2V: the node keeps the library's clean latent frames (first or last end of the clip), the Sampler takes it
+    on image_cond and the kept latent frames come out unchanged."""
+    from cosmos3.geometry import Geometry
+    from cosmos3.sampling.conditioning import encode_video_condition
+    from cosmos3.vae.loading import load_vae
+
+    vae = m.vae.VAELoader.execute(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
+    clip = torch.rand(7, 40, 56, 3, generator=torch.Generator().manual_seed(2))
+    library_vae = load_vae(demo_checkpoint() / "vae", dtype=torch.float32)
+    for keep in ("first", "last"):
+        cond = m.video.VideoCondition.execute(vae, clip, W, H, F, 2, keep)[0]
+        reference = encode_video_condition(library_vae, clip, Geometry(F, H, W), condition_frames=(0, 1), keep=keep)
+        assert cond.frames == (0, 1) and torch.equal(cond.latent, reference.latent)
+    assert comfy_stub.load_calls[-1]["models"] == [vae.patcher]
+
+    text = encode(m, model)
+    out = run_sampler(m, model, text, empty(m), image_cond=cond, steps=2)
+    normalised = model.latent_stats.normalize(out["samples"], model.dtype)
+    torch.testing.assert_close(normalised[:, :, :2], cond.latent[:, :, :2], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"condition_frames must be from 1 to 2 for 9 frames"):
+        m.video.VideoCondition.execute(vae, clip, W, H, F, 3, "first")
+    with pytest.raises(ValueError, match="keep must be one of"):
+        m.video.VideoCondition.execute(vae, clip, W, H, F, 1, "middle")
+    with pytest.raises(ValueError, match=r"prepared for 13 frames .* has 9 frames"):
+        run_sampler(m, model, text, empty(m), image_cond=m.video.VideoCondition.execute(vae, clip, W, H, 13, 1,
+                                                                                         "first")[0])
 
 
 def test_condition_frames_must_match_the_latent(m, model, installed, comfy_stub):
