@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -221,6 +222,18 @@ def is_checkpoint_folder(path: Path) -> bool:
 def checkpoint_folders() -> dict[str, Path]:
     """Checkpoint folders under ``models/cosmos3`` then ``models/diffusers`` (see :func:`list_model_folders`)."""
     return list_model_folders(CHECKPOINT_FOLDER_KEYS, is_checkpoint_folder)
+
+
+def install_example_inputs(files: Iterable[Path]) -> list[Path]:
+    """Copy ``files`` (the example workflows' inputs) into ComfyUI's input folder where no file of that name is
+    yet; never overwrites. Returns what was copied (nothing without ComfyUI, or when the folder is read-only)."""
+    try:
+        target = Path(importlib.import_module("folder_paths").get_input_directory())
+        copied = [Path(shutil.copy2(f, target / f.name)) for f in files if not (target / f.name).exists()]
+    except (ImportError, OSError) as exc:
+        logging.getLogger("cosmos3_mot").info("[Cosmos3 MoT] example inputs not copied: %s", exc)
+        return []
+    return copied
 
 
 # ------------------------------------------------------------------------------------------------------
