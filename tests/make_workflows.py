@@ -224,9 +224,10 @@ LAYOUT = _layout()
 GROUP_PAD = 20
 TITLED = {"check": "Guardrail Prompt Check (your prompt here)", "image": "Load Image (first frame)"}
 TITLED_BY_NAME = {"cosmos3_v2v": {"image": "Load Image (source clip)"}}
-# Saved view: scale and offset put the group's left edge ~110 px right of the canvas origin (the 1.5x frontends'
-# sidebar) and its title ~115 px down (their toolbar); the whole group fits a 1600x1000 window.
-VIEW = {"scale": 0.5, "offset": [220, 280]}
+# Saved view (screen = (canvas + offset) * scale, from the canvas element's corner): the group's left edge lands
+# ~80 px right of the canvas's left (the 1.5x frontends' sidebar overlays it) and its title ~80 px down (their
+# toolbar); the whole group fits the 1536x779 canvas of a 1600x1000 window (tests/test_frontend_workflows.py).
+VIEW = {"scale": 0.45, "offset": [180, 240]}
 
 
 def _lay_out(ui: dict, keys: dict[int, str], name: str) -> None:

@@ -29,7 +29,7 @@ def test_layout_keeps_titles_and_badges_clear(name):
     the group, and the saved view keeps the group right of the 1.5x sidebar and below its toolbar."""
     ui = wc.load_json(make_workflows.WORKFLOW_DIR / f"{name}.json")
     assert not wc.layout_problems(ui)
-    assert wc.view_problems(ui, left=100, top=100, width=1600, height=1000) == []
+    assert wc.view_problems(ui, left=60, top=60, width=1536, height=779) == []
 
 
 @pytest.mark.parametrize("name", NAMES)

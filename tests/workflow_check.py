@@ -730,7 +730,8 @@ def layout_problems(ui: Mapping, boxes: Mapping[Any, tuple] | None = None) -> li
     """Overlapping node boxes (:func:`node_box`; or ``boxes`` measured in a frontend, by node id) and nodes
     outside every group."""
     nodes = list(ui.get("nodes", []))
-    box = {n["id"]: (boxes[n["id"]] if boxes is not None else node_box(n)) for n in nodes}
+    measured = {str(k): v for k, v in (boxes or {}).items()}
+    box = {n["id"]: (measured[str(n["id"])] if boxes is not None else node_box(n)) for n in nodes}
     problems = []
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
