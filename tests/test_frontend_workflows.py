@@ -285,13 +285,16 @@ def _layout_problems(workflow: Path, result) -> list[str]:
         print("    (nodes the frontend enlarged: " + "; ".join(grown) + ")")
     scale, (ox, oy) = result.canvas.get("scale") or 1.0, result.canvas.get("offset") or (0, 0)
     left, top, right, bottom = result.canvas.get("rect") or (0, 0, 1e9, 1e9)
+    if scale < wc.MIN_TEXT_SCALE:
+        problems.append(f"view: scale {scale} draws nodes without text")
     for g in result.canvas.get("groups") or []:
         x, y, w, h = g["bounding"]
-        shown = (left + (x + ox) * scale, top + (y + oy) * scale, left + (x + w + ox) * scale,
-                 top + (y + h + oy) * scale)
-        if shown[0] < left or shown[1] < top or shown[2] > right or shown[3] > bottom:
-            problems.append(f"view: group {g['title']!r} shown at {[round(v) for v in shown]}, outside the canvas "
-                            f"{[round(v) for v in (left, top, right, bottom)]}")
+        full = (left + (x + ox) * scale, top + (y + oy) * scale, left + (x + w + ox) * scale,
+                top + (y + h + oy) * scale)
+        shown = (full[0], full[1], min(full[2], right), min(full[3], bottom))  # the part on screen
+        if not (left <= full[0] < right and top <= full[1] < bottom):
+            problems.append(f"view: group {g['title']!r} starts at {[round(v) for v in full[:2]]}, outside the "
+                            f"canvas {[round(v) for v in (left, top, right, bottom)]}")
         for c in result.canvas.get("chrome") or []:
             if wc._overlap(shown, c["rect"]):
                 problems.append(f"view: group {g['title']!r} shown at {[round(v) for v in shown]} lies under "

@@ -747,18 +747,22 @@ def layout_problems(ui: Mapping, boxes: Mapping[Any, tuple] | None = None) -> li
     return problems
 
 
+MIN_TEXT_SCALE = 0.6  # below this zoom the frontends draw nodes without text (low-quality rendering)
+
+
 def view_problems(ui: Mapping, *, left: float, top: float, width: float, height: float) -> list[str]:
-    """Where ``extra.ds`` (screen = (canvas + offset) * scale) puts the groups: inside the window
-    ``width x height`` and right of ``left`` / below ``top`` (the 1.5x sidebar and toolbar)."""
+    """Where ``extra.ds`` (screen = (canvas + offset) * scale) puts the groups: their top-left corner inside the
+    ``width x height`` canvas, right of ``left`` and below ``top`` (the 1.5x sidebar and toolbar), at a zoom
+    that still shows node text."""
     ds = ui.get("extra", {}).get("ds") or {}
     scale, (ox, oy) = ds.get("scale", 1.0), ds.get("offset", [0, 0])
-    problems = []
+    problems = [] if scale >= MIN_TEXT_SCALE else [f"view scale {scale} hides node text (< {MIN_TEXT_SCALE})"]
     for g in ui.get("groups", []):
-        x, y, w, h = g["bounding"]
-        sx, sy, ex, ey = (x + ox) * scale, (y + oy) * scale, (x + w + ox) * scale, (y + h + oy) * scale
-        if sx < left or sy < top or ex > width or ey > height:
-            problems.append(f"group {g['title']!r} is shown at ({sx:.0f}, {sy:.0f})-({ex:.0f}, {ey:.0f}); wanted "
-                            f"inside ({left}, {top})-({width}, {height})")
+        x, y = g["bounding"][:2]
+        sx, sy = (x + ox) * scale, (y + oy) * scale
+        if not (left <= sx < width and top <= sy < height):
+            problems.append(f"group {g['title']!r} starts at ({sx:.0f}, {sy:.0f}) on screen; wanted inside "
+                            f"({left}, {top})-({width}, {height})")
     return problems
 
 
