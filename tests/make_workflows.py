@@ -201,7 +201,7 @@ TITLE = 30
 GAP = 80  # a node's bottom to the next node's body top: title bar + badge + clear space
 COLUMNS = {
     20: (420, [("note", 470), ("guard", 330), ("check", 330)]),
-    480: (380, [("model", 170), ("latent", 200), ("vae", 110), ("image", 420)]),
+    480: (380, [("model", 190), ("latent", 200), ("vae", 110), ("image", 420)]),
     900: (420, [("text", 420), ("cond", 250)]),
     1360: (380, [("sampler", 460)]),
     1780: (320, [("decode", 180), ("frames", 130)]),
