@@ -9,4 +9,4 @@ from .nodes import comfy_entrypoint
 # The frontend extension (web/cosmos3_mot.js): shows the nodes' warnings as toasts (nodes/_comfy.warn_user).
 WEB_DIRECTORY = "./web"
 
-__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
+__all__ = ["comfy_entrypoint"]
