@@ -6,4 +6,7 @@ imported relatively and works under any folder name. Nothing here touches ``sys.
 
 from .nodes import comfy_entrypoint
 
+# The frontend extension (web/cosmos3_mot.js): shows the nodes' warnings as toasts (nodes/_comfy.warn_user).
+WEB_DIRECTORY = "./web"
+
 __all__ = ["comfy_entrypoint"]

@@ -76,6 +76,15 @@ def _run_check(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
         return CheckResult(name, "error", f"could not run: {type(exc).__name__}: {exc}", time.perf_counter() - start)
 
 
+def judge_missing_warning(where) -> str:
+    """The warning every report carries when ``qwen3guard="auto"`` found no Qwen3Guard folder."""
+    return (
+        f"WARNING: weaker than NVIDIA's recipe: the Qwen3Guard prompt judge is off (llm_judge 'auto' found no "
+        f"{QWEN3GUARD_REPO} at {where}); prompts are checked by the keyword blocklist only, so non-English and "
+        "paraphrased prompts are effectively unchecked"
+    )
+
+
 class Guardrail:
     """Text and frame checks. Build with :meth:`from_config`, or pass components directly (tests).
 
@@ -95,6 +104,7 @@ class Guardrail:
         off_reasons: dict[str, str] | None = None,
         block_empty_prompt: bool = False,
         config: GuardrailConfig | None = None,
+        weakened: list[str] | None = None,
     ):
         self.blocklist = blocklist
         self.llm_judge = llm_judge
@@ -103,6 +113,8 @@ class Guardrail:
         self.off_reasons = dict(off_reasons or {})
         self.block_empty_prompt = block_empty_prompt
         self.config = config
+        # Checks the configuration asked for ("auto") that could not be enabled: every report says so.
+        self.weakened = list(weakened or [])
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -116,6 +128,7 @@ class Guardrail:
             raise GuardrailSetupError(problems)
         assets = config.assets_dir
         off: dict[str, str] = {}
+        weakened: list[str] = []
         device = torch.device(config.device)
 
         blocklist = None
@@ -160,6 +173,7 @@ class Guardrail:
         else:
             where = config.qwen3guard_dir if config.qwen3guard_dir is not None else "models/cosmos3_guardrail/"
             off["qwen3guard"] = f"auto: not installed (put {QWEN3GUARD_REPO} at {where} to enable it)"
+            weakened.append(judge_missing_warning(where))
 
         content = None
         if config.content_filter:
@@ -192,7 +206,7 @@ class Guardrail:
         else:
             off["face_blur"] = "disabled in the loader"
 
-        return cls(blocklist, judge, content, face_blur, off, config.block_empty_prompt, config)
+        return cls(blocklist, judge, content, face_blur, off, config.block_empty_prompt, config, weakened)
 
     # -- posture -------------------------------------------------------------------------------------
     def _component(self, name: str):
@@ -212,7 +226,7 @@ class Guardrail:
             lines.append(f"{name}: {state}")
         if all(self._component(n) is None for n in self.TEXT_CHECKS + self.FRAME_CHECKS):
             lines.insert(0, "GUARDRAILS DISABLED BY USER: no check is enabled")
-        return "\n".join(lines)
+        return "\n".join(self.weakened + lines)
 
     def _posture_notes(self, names: tuple[str, ...], what: str) -> list[str]:
         if all(self._component(n) is None for n in names):
@@ -224,7 +238,7 @@ class Guardrail:
         """Run the text checks in order; the first block stops the rest (they show as skipped)."""
         if not isinstance(text, str):
             raise TypeError(f"guardrail: {subject} must be a string, got {type(text).__name__}")
-        report = Report(subject, notes=self._posture_notes(self.TEXT_CHECKS, "TEXT"))
+        report = Report(subject, notes=self.weakened + self._posture_notes(self.TEXT_CHECKS, "TEXT"))
         empty = not text.strip()
         if empty and self.block_empty_prompt:
             report.results.append(

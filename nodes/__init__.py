@@ -8,6 +8,9 @@ them: ComfyUI 0.3.64 would then register the pack the V1 way and never call the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from . import _comfy
 from ._comfy import ComfyExtension, io
 from .registry import NODE_PREFIX, collect_nodes
 
@@ -22,8 +25,14 @@ class Cosmos3MoTExtension(ComfyExtension):
         return list(NODE_CLASS_MAPPINGS.values())
 
 
+EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "input"
+
+
 def comfy_entrypoint() -> Cosmos3MoTExtension:
-    """ComfyUI's V3 entry point: the extension listing every node of the pack."""
+    """ComfyUI's V3 entry point: the extension listing every node of the pack. Also copies the example
+    workflows' inputs (``workflows/input/``) into ComfyUI's input folder when they are not there yet, so the
+    I2V / V2V templates open with their Load Image filled."""
+    _comfy.install_example_inputs(sorted(p for p in EXAMPLE_INPUTS.glob("*") if p.is_file()))
     return Cosmos3MoTExtension()
 
 

@@ -2,15 +2,17 @@
 
 The V3 node API (``comfy_api.latest``: ``io`` and ``ComfyExtension``) is imported here at module level:
 every node class derives from ``io.ComfyNode``, so the pack needs ComfyUI (0.3.64 or newer) to import.
-Every runtime service (folders, devices, model management, progress, previews) is imported lazily and
-degrades to a local fallback when ComfyUI's modules are missing. Tests replace ComfyUI with the
-behavioural stand-in in ``tests/comfy_stub``.
+Every runtime service (folders, devices, model management, progress, previews, warnings for the frontend) is
+imported lazily and degrades to a local fallback when ComfyUI's modules are missing. Tests replace ComfyUI with
+the behavioural stand-in in ``tests/comfy_stub``.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -241,6 +243,18 @@ def checkpoint_folders() -> dict[str, Path]:
     return list_model_folders(CHECKPOINT_FOLDER_KEYS, is_checkpoint_folder)
 
 
+def install_example_inputs(files: Iterable[Path]) -> list[Path]:
+    """Copy ``files`` (the example workflows' inputs) into ComfyUI's input folder where no file of that name is
+    yet; never overwrites. Returns what was copied (nothing without ComfyUI, or when the folder is read-only)."""
+    try:
+        target = Path(importlib.import_module("folder_paths").get_input_directory())
+        copied = [Path(shutil.copy2(f, target / f.name)) for f in files if not (target / f.name).exists()]
+    except (ImportError, OSError) as exc:
+        logging.getLogger("cosmos3_mot").info("[Cosmos3 MoT] example inputs not copied: %s", exc)
+        return []
+    return copied
+
+
 # ------------------------------------------------------------------------------------------------------
 # Devices and memory
 
@@ -454,3 +468,52 @@ def load_lora_patches(lora: dict[str, torch.Tensor], key_map: dict[str, str]) ->
     """``comfy.lora.load_lora(lora, key_map)``: ``{model key: weight adapter}`` for ``ModelPatcher.add_patches``
     (``key_map``: LoRA module name -> model state-dict key)."""
     return _module("comfy.lora").load_lora(lora, key_map, log_missing=False)
+# Warnings the user must see (not only the server log)
+
+log = logging.getLogger("cosmos3_mot")
+# Custom websocket event shown as a warning toast by web/cosmos3_mot.js (frontends 1.27 and 1.5x alike).
+WARNING_EVENT = "cosmos3_mot.warning"
+WARNING_TITLE = "Cosmos3 MoT"
+
+
+def executing_node_id() -> str | None:
+    """Id of the node ComfyUI is executing now (``comfy_execution.utils.get_executing_context``), or ``None``
+    (outside a node, or without ComfyUI)."""
+    try:
+        context = importlib.import_module("comfy_execution.utils").get_executing_context()
+    except (ImportError, AttributeError):
+        return None
+    return None if context is None else str(context.node_id)
+
+
+def _prompt_server():
+    try:
+        server = importlib.import_module("server")
+    except ImportError:
+        return None
+    return getattr(getattr(server, "PromptServer", None), "instance", None)
+
+
+def warn_user(lines: str | Iterable[str], *, title: str = WARNING_TITLE) -> bool:
+    """Show a warning that changes the result where the user looks: logged, and inside ComfyUI also shown on
+    the executing node (progress text: until the next run in frontend 1.27, until the run ends in 1.5x) and
+    sent as :data:`WARNING_EVENT` (a toast, by web/cosmos3_mot.js). ``True`` when it reached the frontend; never
+    raises (a warning must not stop a run)."""
+    text = "\n".join([lines] if isinstance(lines, str) else list(lines)).strip()
+    if not text:
+        return False
+    for line in text.splitlines():
+        log.warning("[Cosmos3 MoT] %s", line)
+    server = _prompt_server()
+    if server is None:
+        return False
+    node = executing_node_id()
+    sid = getattr(server, "client_id", None)
+    try:
+        if node is not None:
+            server.send_progress_text(f"⚠ {text}", node, sid)
+        server.send_sync(WARNING_EVENT, {"title": title, "text": text, "node": node}, sid)
+    except Exception as exc:  # noqa: BLE001 -- the server's transport failing must not fail the node
+        log.warning("[Cosmos3 MoT] could not send the warning to the frontend: %s", exc)
+        return False
+    return True

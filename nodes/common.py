@@ -115,8 +115,12 @@ def check_size(width: int, height: int, frames: int) -> None:
             raise ValueError(problem)
 
 
-def check_latents(samples) -> torch.Tensor:
-    """The ``samples`` tensor of a LATENT, checked to be raw Wan 2.2 latents ``[B, 48, T, h, w]``."""
+_DECODE_HINT = " (a 4-D image latent from an SD/Flux-style node cannot be decoded by the Wan 2.2 VAE)"
+
+
+def check_latents(samples, image_latent_hint: str = _DECODE_HINT) -> torch.Tensor:
+    """The ``samples`` tensor of a LATENT, checked to be raw Wan 2.2 latents ``[B, 48, T, h, w]``;
+    ``image_latent_hint`` is appended when a 4-D (image-model) latent arrives (what the caller's user should do)."""
     channels = geometry.LATENT_CHANNELS
     if isinstance(samples, dict):
         if "samples" not in samples:
@@ -125,11 +129,7 @@ def check_latents(samples) -> torch.Tensor:
     if not isinstance(samples, torch.Tensor) or not torch.is_floating_point(samples):
         raise ValueError(f"LATENT samples must be a floating point tensor, got {type(samples).__name__}")
     if samples.ndim != 5 or samples.shape[1] != channels:
-        hint = (
-            " (a 4-D image latent from an SD/Flux-style node cannot be decoded by the Wan 2.2 VAE)"
-            if samples.ndim == 4
-            else ""
-        )
+        hint = image_latent_hint if samples.ndim == 4 else ""
         raise ValueError(
             f"LATENT samples must be raw Wan 2.2 latents [B, {channels}, T, H/16, W/16], "
             f"got shape {list(samples.shape)}{hint}"

@@ -1,4 +1,5 @@
-"""Image conditioning (image-to-video): IMAGE + Wan 2.2 VAE -> clean first-frame latent and mask.
+"""Conditioning: image-to-video (IMAGE + Wan 2.2 VAE -> clean first-frame latent) and video-to-video (IMAGE frames
+-> the clean leading latent frames the reference keeps, taken from the start or the end of the clip).
 
 Uses the reference preprocessing (:func:`cosmos3.sampling.conditioning.preprocess_image`: cover-resize with
 antialias, centre crop with rounded offsets) and the VAE's own normalisation, so the result is identical to
@@ -11,11 +12,11 @@ from __future__ import annotations
 import torch
 
 from ..cosmos3.geometry import Geometry
-from ..cosmos3.sampling.conditioning import encode_image_condition
+from ..cosmos3.sampling.conditioning import VIDEO_KEEP, encode_image_condition, encode_video_condition
 from ..cosmos3.vae import tiling as vae_tiling
 from . import _comfy
 from ._comfy import io
-from .common import C3MOT_IMAGE_COND, CATEGORY_ROOT, frames_input, node_schema, side_input
+from .common import C3MOT_IMAGE_COND, CATEGORY_ROOT, check_choice, frames_input, node_schema, side_input
 from .vae_nodes import vae_input
 
 CATEGORY = CATEGORY_ROOT + "/conditioning"
@@ -36,6 +37,35 @@ def encode_condition(vae_handle, image, *, width: int, height: int, frames: int)
     if frames < 2:
         raise ValueError(f"image conditioning needs a video: frames must be 4k+1 with k >= 1 (5, 9, …), got {frames}")
     picture = first_image(image)
+    return _with_vae(vae_handle, height, width, lambda vae, progress: encode_image_condition(
+        vae, picture, geometry, progress=progress))
+
+
+def encode_video(vae_handle, video, *, width: int, height: int, frames: int, condition_frames: int, keep: str):
+    """:func:`cosmos3.sampling.conditioning.encode_video_condition` (latent frames ``0 .. condition_frames-1``)
+    with the VAE loaded through ComfyUI."""
+    check_choice("keep", keep, VIDEO_KEEP)
+    geometry = Geometry(frames, height, width)
+    if frames < 2:
+        raise ValueError(f"video conditioning needs a video: frames must be 4k+1 with k >= 1 (5, 9, …), got {frames}")
+    latent_frames = geometry.latent_frames
+    if isinstance(condition_frames, bool) or not isinstance(condition_frames, int) or not (
+        1 <= condition_frames < latent_frames
+    ):
+        raise ValueError(
+            f"condition_frames must be from 1 to {latent_frames - 1} for {frames} frames ({latent_frames} latent "
+            f"frames; at least one must be left to generate), got {condition_frames!r}"
+        )
+    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4) or video.shape[0] < 1:
+        shape = list(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"video must be an IMAGE batch of frames [N, H, W, 3], got {shape}")
+    clip = video[..., :3].float().cpu()
+    return _with_vae(vae_handle, height, width, lambda vae, progress: encode_video_condition(
+        vae, clip, geometry, condition_frames=range(condition_frames), keep=keep, progress=progress))
+
+
+def _with_vae(vae_handle, height: int, width: int, encode):
+    """``encode(vae, progress)`` with the VAE loaded on ComfyUI's VAE device (moved back afterwards)."""
     patcher = vae_handle.patcher
     bar = _comfy.progress_bar(1)
 
@@ -46,7 +76,7 @@ def encode_condition(vae_handle, image, *, width: int, height: int, frames: int)
     need = vae_tiling.estimate_bytes(vae_handle.vae, "encode", height // 16, width // 16)
     _comfy.load_models([patcher], memory_required=need, force_full_load=True)
     try:
-        return encode_image_condition(vae_handle.vae, picture, geometry, progress=progress)
+        return encode(vae_handle.vae, progress)
     finally:
         _comfy.offload_models([patcher])
 

@@ -80,8 +80,13 @@ def release_choices() -> list[str]:
     return _with_default(DEFAULT_RELEASE, _subfolders(_is_release))
 
 
+# "on" requires a Qwen3Guard* folder (the shipped default: the judge is part of NVIDIA's recipe, so running
+# without it must be chosen, with "auto" or "off"); "auto" uses it when present and warns when it is not.
+LLM_JUDGE_DEFAULT = "on"
+
+
 def llm_choices() -> list[str]:
-    return ["auto", "off"] + _subfolders(_is_model)
+    return ["auto", "off", "on"] + _subfolders(_is_model)
 
 
 def siglip_choices() -> list[str]:
@@ -111,10 +116,12 @@ class GuardrailLoader(io.ComfyNode):
                 "Keyword lists: 'release' = every file in blocklist/custom/ (NVIDIA's lists and your own); "
                 "'release+builtin' adds better_profanity's list; 'builtin' = better_profanity's list (plus "
                 "blocklist/custom/ if present); 'off' disables the keyword check.")),
-            io.Combo.Input("llm_judge", options=llm_choices(), default="auto", tooltip=(
-                "Qwen3Guard prompt judge: 'auto' uses a Qwen3Guard* folder under models/cosmos3_guardrail/ when "
-                "present (reported as off otherwise); a folder name requires it (fails if unusable); 'off' "
-                "disables it.")),
+            io.Combo.Input("llm_judge", options=llm_choices(), default=LLM_JUDGE_DEFAULT, tooltip=(
+                "Qwen3Guard prompt judge (catches what keyword lists miss, e.g. non-English prompts): 'on' "
+                "requires a Qwen3Guard* folder under models/cosmos3_guardrail/ (fails with a setup error when "
+                "there is none); 'auto' uses it when present and otherwise runs without it, with a warning on "
+                "the node, in the reports and as a toast; a folder name requires that folder; 'off' disables "
+                "it.")),
             io.Combo.Input("controversial", options=CONTROVERSIAL_CHOICES, default="allow",
                            tooltip="What to do when Qwen3Guard labels a prompt 'Controversial' (upstream: allow)."),
             io.Boolean.Input("face_blur", default=True, tooltip=(
@@ -141,8 +148,8 @@ class GuardrailLoader(io.ComfyNode):
                 device, keep_on_device) -> io.NodeOutput:
         if llm_judge == "off":
             mode, qdir = "off", None
-        elif llm_judge == "auto":
-            mode, qdir = "auto", _auto_qwen3guard()
+        elif llm_judge in ("auto", "on"):
+            mode, qdir = llm_judge, _auto_qwen3guard()
         else:
             mode, qdir = "on", _resolve(llm_judge)
         config = guardrails.GuardrailConfig(
@@ -157,11 +164,22 @@ class GuardrailLoader(io.ComfyNode):
             device=str(_comfy.torch_device()) if device == "auto" else "cpu",
             keep_on_device=bool(keep_on_device),
         )
-        guardrail = guardrails.Guardrail.from_config(config)
+        try:
+            guardrail = guardrails.Guardrail.from_config(config)
+        except guardrails.GuardrailSetupError as exc:
+            if llm_judge == "on" and any(p.startswith("Qwen3Guard") for p in exc.problems):
+                raise guardrails.GuardrailSetupError(exc.problems + [JUDGE_REQUIRED_HINT]) from None
+            raise
+        _comfy.warn_user(guardrail.weakened)
         return io.NodeOutput(guardrail, guardrail.describe())
 
 
-_REPORT_TOOLTIP = "Which checks ran and what they found."
+JUDGE_REQUIRED_HINT = (
+    "llm_judge is 'on' (the default): the Qwen3Guard prompt judge is part of NVIDIA's guardrail recipe. Install "
+    "it as above, or choose llm_judge 'auto' or 'off' in the Guardrail Loader to run without it (prompts are then "
+    "checked by the keyword blocklist only; non-English prompts are effectively unchecked)"
+)
+_REPORT_TOOLTIP = "Which checks ran and what they found (and any warning that the checks are weaker than asked)."
 
 
 def _guardrail_input() -> io.Input:
@@ -198,6 +216,7 @@ class GuardrailPromptCheck(io.ComfyNode):
         text = "\n".join(r.text() for r in reports)
         if not all(r.safe for r in reports):
             raise guardrails.GuardrailBlocked(reports)
+        _comfy.warn_user(getattr(guardrail, "weakened", []))
         return io.NodeOutput(prompt, negative_prompt, text)
 
 

@@ -25,14 +25,33 @@ def _preset_label(tier: str, aspect: str, width: int, height: int) -> str:
     return f"{tier}p {aspect.replace(',', ':')} ({width}x{height})"
 
 
+# Labels no longer offered because another label gives the same size; saved workflows that use one still load
+# and run (EmptyLatent.validate_inputs accepts them, execute maps them). The 704p and 720p tiers share 1:1 960x960.
+PRESET_ALIASES = {"704p 1:1 (960x960)": "720p 1:1 (960x960)"}
+
+
 def preset_table() -> dict[str, tuple[int, int]]:
     """``{label: (width, height)}`` for every resolution tier and aspect ratio of :mod:`cosmos3.geometry`
-    (video buckets, which include the image buckets), smallest tier first."""
+    (video buckets, which include the image buckets), smallest tier first; one label per size and aspect
+    (:data:`PRESET_ALIASES` are left out)."""
     table: dict[str, tuple[int, int]] = {}
     for tier, row in geometry.VIDEO_PRESETS.items():
         for aspect, size in row.items():
-            table[_preset_label(tier, aspect, size.width, size.height)] = (size.width, size.height)
+            label = _preset_label(tier, aspect, size.width, size.height)
+            if label not in PRESET_ALIASES:
+                table[label] = (size.width, size.height)
     return table
+
+
+def resolve_preset(preset: str) -> tuple[int, int] | None:
+    """``(width, height)`` of a preset label or an alias of one; ``None`` for ``custom``; ``ValueError`` else."""
+    if preset == CUSTOM:
+        return None
+    table = preset_table()
+    label = PRESET_ALIASES.get(preset, preset)
+    if label not in table:
+        raise ValueError(f"unknown preset {preset!r}; choose 'custom' or one of: {', '.join(table)}")
+    return table[label]
 
 
 PRESET_CHOICES = [CUSTOM, *preset_table()]
@@ -86,12 +105,20 @@ class EmptyLatent(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, preset) -> bool | str:
+        """ComfyUI's check of ``preset`` (it then skips its own choice-list check for it): the offered labels and
+        the retired aliases of saved workflows."""
+        try:
+            resolve_preset(preset)
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
     def execute(cls, preset, width, height, frames) -> io.NodeOutput:
-        if preset != CUSTOM:
-            table = preset_table()
-            if preset not in table:
-                raise ValueError(f"unknown preset {preset!r}; choose 'custom' or one of: {', '.join(table)}")
-            width, height = table[preset]
+        size = resolve_preset(preset)
+        if size is not None:
+            width, height = size
         return io.NodeOutput(empty_latent(width, height, frames), width, height, frames)
 
 

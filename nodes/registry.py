@@ -14,6 +14,7 @@ from . import (
     sound_nodes,
     text_nodes,
     vae_nodes,
+    video_condition_nodes,
 )
 from .common import DISPLAY_PREFIX
 
@@ -23,7 +24,7 @@ NODE_PREFIX = "C3MoT"
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
 NODE_MODULES = (
     guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, sound_nodes,
-    core_nodes, lora_nodes, prompt_nodes,
+    core_nodes, lora_nodes, prompt_nodes, video_condition_nodes,  # nodes added after the saved-workflow snapshot
 )
 
 

@@ -75,9 +75,15 @@ def check_attention(name: str) -> str:
         raise RuntimeError(f"attention backend {name!r} is not available ({exc}). Use 'sdpa'.") from None
 
 
+SAMPLES_IMAGE_LATENT_HINT = (
+    " — a 4-D image latent (e.g. from core's Empty Latent Image); connect the Cosmos3 MoT Empty Latent's samples "
+    "output here instead (its frames, width and height set what is generated)"
+)
+
+
 def latent_geometry(samples) -> tuple[int, int, int]:
     """``(frames, height, width)`` of a LATENT's raw Wan 2.2 latents (batch 1)."""
-    latents = check_latents(samples)
+    latents = check_latents(samples, SAMPLES_IMAGE_LATENT_HINT)
     b, _, t, h, w = latents.shape
     if b != 1:
         raise ValueError(f"the Cosmos3 sampler generates one clip at a time: LATENT batch must be 1, got {b}")
@@ -92,10 +98,25 @@ def _check_text(text, model=None):
     return text
 
 
-def _check_condition(image_cond):
-    if image_cond is not None and not isinstance(image_cond, ImageCondition):
+def _check_condition(image_cond, frames: int, height: int, width: int):
+    """The condition (Image or Video Condition node), checked against the LATENT's size and frame count."""
+    if image_cond is None:
+        return None
+    if not isinstance(image_cond, ImageCondition):
         raise TypeError(
-            f"image_cond must come from the Cosmos3 MoT Image Condition node, got {type(image_cond).__name__}"
+            f"image_cond must come from the Cosmos3 MoT Image Condition or Video Condition node, got "
+            f"{type(image_cond).__name__}"
+        )
+    made = image_cond.geometry
+    if made.frames != frames:
+        raise ValueError(
+            f"image_cond was prepared for {made.frames} frames (the condition node's frames) but the LATENT "
+            f"(samples) has {frames} frames: link the condition node's frames to the Empty Latent's frames output"
+        )
+    if (made.width, made.height) != (width, height):
+        raise ValueError(
+            f"image_cond was prepared for {made.width}x{made.height} but the LATENT (samples) is {width}x{height}: "
+            "link the condition node's width and height to the Empty Latent's outputs"
         )
     return image_cond
 
@@ -156,15 +177,16 @@ def run_sampler(
     prefetched ahead) instead of loading the whole generation tower through ComfyUI. ``sound``: see sound_nodes.
     """
     text = _check_text(text, model)
-    image_cond = _check_condition(image_cond)
     frames, height, width = latent_geometry(samples)
+    image_cond = _check_condition(image_cond, frames, height, width)
     info = model.info
     plan = plan_mod.resolve_sampling_plan(
         num_frames=frames,
         height=height,
         width=width,
         fps=text.geometry.fps,
-        has_image=image_cond is not None,
+        has_image=image_cond is not None and len(image_cond.frames) == 1,
+        has_video=image_cond is not None and len(image_cond.frames) > 1,  # from the Video Condition node
         variant=model.variant,
         kind=info.kind,
         distilled=info.distilled,
@@ -189,8 +211,7 @@ def run_sampler(
     cache = _speed_options(
         model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
     )
-    for warning in plan.warnings:
-        log.warning("[Cosmos3 MoT] %s", warning)
+    _comfy.warn_user(plan.warnings)  # settings that change the result: on the node and as a toast, not only logged
     use_cfg = plan.guidance != 1.0
     need = plan_mod.estimate_sampling_bytes(
         model.config,
@@ -254,8 +275,8 @@ def run_sampler(
 class Sampler(io.ComfyNode):
     """Generates the latents of a video or image with the Cosmos3 generation tower, reusing the cached text K/V of the
     Text Encode node. The size and frame count come from the input LATENT (Empty Latent); text-to-image when frames
-    = 1, image-to-video when image_cond is connected. 0 = auto picks the framework defaults for the mode and
-    checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."""
+    = 1, image-to-video (or video-to-video) when image_cond is connected. 0 = auto picks the framework defaults for
+    the mode and checkpoint. Outputs raw Wan 2.2 latents for VAE Decode."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -360,8 +381,9 @@ class Sampler(io.ComfyNode):
                     "image_cond",
                     optional=True,
                     tooltip=(
-                        "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node (its "
-                        "width/height/frames must match)."
+                        "Optional, for image-to-video: from the Cosmos3 MoT Image Condition node; for "
+                        "video-to-video: from the Video Condition node (its width/height/frames must match the "
+                        "LATENT's)."
                     ),
                 ),
                 io.Boolean.Input(

@@ -52,6 +52,9 @@ STUB_MODULES = (
     "comfy_api",
     "comfy_api.latest",
     "comfy_api.latest._io",
+    "comfy_execution",
+    "comfy_execution.utils",
+    "server",
 )
 PACK_MODULE_NAME = "c3mot_pack_under_comfy_stub"
 
@@ -60,7 +63,9 @@ _pack: ModuleType | None = None
 
 
 def _is_comfy_name(name: str) -> bool:
-    return name in ("comfy", "folder_paths", "latent_preview", "comfy_api") or name.startswith(("comfy.", "comfy_api."))
+    return name in ("comfy", "folder_paths", "latent_preview", "comfy_api", "comfy_execution", "server") or (
+        name.startswith(("comfy.", "comfy_api.", "comfy_execution."))
+    )
 
 
 def _stub_modules() -> dict[str, ModuleType]:
@@ -98,6 +103,8 @@ class ComfyStub:
         self.ops = modules["comfy.ops"]
         self.cli_args = modules["comfy.cli_args"]
         self.io = modules["comfy_api.latest._io"]
+        self.server = modules["server"]
+        self.execution = modules["comfy_execution.utils"]
         self.args = self.cli_args.args
         self.base_dir = base_dir
         self.hook_calls: list[dict] = []
@@ -129,6 +136,15 @@ class ComfyStub:
     @property
     def progress_calls(self) -> list[dict]:
         return self.utils.progress_calls
+
+    @property
+    def ui_messages(self) -> list[dict]:
+        """What the nodes sent to the frontend through ``PromptServer.instance`` (toasts, node text)."""
+        return self.server.PromptServer.instance.messages
+
+    def executing(self, node_id: str, prompt_id: str = "prompt-1"):
+        """``with stub.executing("7"):`` — run code as ComfyUI runs node 7 (its executing context)."""
+        return self.execution.CurrentNodeContext(prompt_id, node_id)
 
     @property
     def load_calls(self) -> list[dict]:
@@ -175,6 +191,7 @@ class ComfyStub:
         self.mm._reset()
         self.utils._reset()
         self.latent_preview._reset()
+        self.server._reset()
         self.hook_calls.clear()
 
 

@@ -160,8 +160,12 @@ try {
 } catch (e) { finish({ok: false, error: String((e && e.stack) || e)}); }
 """
 
+# Fixed UI chrome over the canvas whose area the saved view must leave free (1.27 and 1.5x class names).
+CHROME_SELECTORS = (".side-tool-bar-container, .comfyui-menu, .workflow-tabs-container, .actionbar, "
+                    "[data-testid='side-toolbar'], .side-bar-panel, .graph-canvas-menu, .topbar")
+
 COLLECT_SCRIPT = r"""
-const [types] = arguments;
+const [types, CHROME] = arguments;
 const S = window.__c3mot;
 S.scan();
 const app = window.app, LG = window.LiteGraph;
@@ -173,8 +177,11 @@ const registered = LG.registered_node_types || {};
 const nodes = (graph.nodes || graph._nodes || []).map((n) => {
   let serialized = null, serializeError = null;
   try { serialized = safe(n.serialize().widgets_values); } catch (e) { serializeError = String(e); }
+  let computed = null;
+  try { computed = n.computeSize(); } catch (e) { computed = null; }
   return {
     id: n.id, type: n.type, title: n.title, registered: n.type in registered, has_errors: !!n.has_errors,
+    pos: safe(Array.from(n.pos)), size: safe(Array.from(n.size)), computed_size: computed && safe(Array.from(computed)),
     widgets: (n.widgets || []).map((w) => ({name: w.name, type: w.type, value: safe(w.value),
                                              serialize: w.serialize !== false})),
     serialized, serialize_error: serializeError,
@@ -188,7 +195,17 @@ return {
   canvas: {
     scale: app.canvas.ds ? app.canvas.ds.scale : null,
     offset: app.canvas.ds ? safe(app.canvas.ds.offset) : null,
+    rect: (() => { const r = app.canvas.canvas.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })(),
   },
+  title_height: LG.NODE_TITLE_HEIGHT,
+  groups: (graph.groups || graph._groups || []).map(
+    (g) => ({title: g.title, bounding: safe(Array.from(g._bounding || g.bounding || []))})),
+  // UI chrome drawn over the canvas (1.5x: side toolbar, top menu / tabs; 1.27: side bar, top menu)
+  chrome: Array.from(document.querySelectorAll(CHROME)).filter((e) => e.offsetParent !== null).map((e) => {
+    const r = e.getBoundingClientRect();
+    const what = (e.className && String(e.className).slice(0, 80)) || e.tagName;
+    return {what, rect: [r.left, r.top, r.right, r.bottom]};
+  }).filter((c) => c.rect[2] - c.rect[0] > 0 && c.rect[3] - c.rect[1] > 0),
 };
 """
 
@@ -227,7 +244,9 @@ class FrontendResult:
     expected_nodes: int = 0
     screenshot: Path | None = None
     seconds: float = 0.0
-    nodes: list[dict] = field(default_factory=list)  # raw per-node data from the page
+    nodes: list[dict] = field(default_factory=list)  # raw per-node data from the page (pos, size, computed_size)
+    # the view after the load: scale, offset, canvas rect, title_height, groups, chrome (rects of UI over the canvas)
+    canvas: dict = field(default_factory=dict)
 
     @property
     def exceptions(self) -> list[dict]:
@@ -512,7 +531,9 @@ class FrontendSession:
         result.load_error = outcome.get("error")
         time.sleep(self.settle)  # toasts, dialogs, the next animation frames
         types = sorted({n.get("type") for n in workflow.get("nodes", []) if n.get("type")})
-        data = self.driver.execute_script(COLLECT_SCRIPT, types)
+        data = self.driver.execute_script(COLLECT_SCRIPT, types, CHROME_SELECTORS)
+        result.canvas = dict(data.get("canvas") or {}, title_height=data.get("title_height"),
+                             groups=data.get("groups") or [], chrome=data.get("chrome") or [])
         result.frontend_version = data.get("version") or result.frontend_version
         result.nodes = data["nodes"]
         result.loaded_nodes = len(data["nodes"])

@@ -13,17 +13,30 @@ Defaults, chosen for the Nano checkpoint (``models/cosmos3/Cosmos3-Nano``; frame
 * T2V / I2V: 832x480 (480p 16:9 preset), 121 frames (5 s at 24 fps), 35 steps, cfg 6.0, shift 10 — the
   framework's Nano video settings at the lighter 480p tier instead of its 1280x720x189 default (about a
   quarter of the tokens per step; switch the preset/frames for the full 720p clip);
-* T2I: 960x960 (720p 1:1 preset), 50 steps, cfg 4.0, shift 3 — the framework's Nano image defaults.
+* T2I: 960x960 (720p 1:1 preset), 50 steps, cfg 4.0, shift 3 — the framework's Nano image defaults;
+* V2V: the T2V settings, continuing the example clip from its last 5 frames (Video Condition, 2 latent frames).
 
 Every graph checks the prompt with the guardrails before the text encode and the frames after the decode.
 Between the prompt check and the text encode sits the Prompt Upsampler, bypassed (mode 4): bypassed, the
 checked prompt passes straight through; enabled, a local instruct LLM (``models/LLM/``) writes the
 structured JSON caption first.
+
+Seeds are fixed (the values the README names), so a re-queue reproduces the result.
+
+Media (written by the same run, byte-reproducible with one Pillow version; ``--check`` compares the pixels):
+``workflows/<name>.jpg`` — the template browser's thumbnail of each workflow; ``workflows/input/`` — the
+example inputs the I2V and V2V graphs load (an 832x480 picture and a 9-frame animated PNG), which the pack
+copies into ComfyUI's input folder at start-up when they are not there yet (``nodes/_comfy.py``).
+
+Layout: every node box, title bar and (1.5x frontends) source badge included, keeps clear of its neighbours
+(:data:`GAP` between a node's bottom and the next node's title); ``extra.ds`` puts the group right of the 1.5x
+sidebar and below its toolbar.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -32,14 +45,18 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: tests/ holds the helpers
 
 import workflow_check as wc  # noqa: E402
+import workflow_media  # noqa: E402
 from comfy_fixtures import load_pack_with_v3_api  # noqa: E402
 from support import REPO_ROOT  # noqa: E402
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
 KSAMPLER_LORA = "cosmos3_t2v_ksampler_lora"  # T2V through core KSampler with a LoRA (issue 16)
-NAMES = ("cosmos3_t2v", "cosmos3_i2v", "cosmos3_t2i", "cosmos3_t2v_sound", KSAMPLER_LORA)
+INPUT_DIR = WORKFLOW_DIR / "input"
+NAMES = ("cosmos3_t2v", "cosmos3_i2v", "cosmos3_t2i", "cosmos3_v2v", "cosmos3_t2v_sound", KSAMPLER_LORA)
 LORA = "cosmos3_lora.safetensors"  # placeholder: the note says to pick your own LoRA
+EXAMPLE_IMAGE = "cosmos3_example.png"  # the I2V start frame
+EXAMPLE_CLIP = "cosmos3_example_clip.png"  # the V2V source: an animated PNG (LoadImage gives its frames)
 
 CHECKPOINT = "cosmos3/Cosmos3-Nano"
 VAE = "wan2.2_vae.safetensors"
@@ -47,21 +64,17 @@ VAE_URL = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/m
 CHECKPOINT_REPO = "https://huggingface.co/nvidia/Cosmos3-Nano"
 GUARDRAIL_RELEASE = "Cosmos-Guardrail1"
 GUARDRAIL_REPO = "https://huggingface.co/nvidia/Cosmos-Guardrail1"
-# Folders cannot be downloaded by the frontend, so their hints carry no "url" (the frontend only checks
-# and offers entries with a url; a folder would always look missing). The VAE file is downloadable.
+JUDGE_REPO = "https://huggingface.co/Qwen/Qwen3Guard-Gen-0.6B"
+# Only downloadable single files get a properties.models entry: the frontend's schema requires a url for each
+# (an entry without one shows "Invalid workflow against zod schema"), and folder checkpoints (the Cosmos3
+# checkpoint, the guardrail release) cannot be downloaded by it; the notes say where those go.
 MODEL_HINTS = {
-    "C3MoTModelLoader": [{"name": CHECKPOINT, "directory": "cosmos3", "repository": CHECKPOINT_REPO,
-                          "note": "the whole repository (transformer/, vae/, text_tokenizer/, scheduler/, "
-                                  "model_index.json) into ComfyUI/models/cosmos3/Cosmos3-Nano/"}],
     "C3MoTVAELoader": [{"name": VAE, "url": VAE_URL, "directory": "vae"}],
-    "C3MoTGuardrailLoader": [{"name": GUARDRAIL_RELEASE, "directory": "cosmos3_guardrail", "repository": GUARDRAIL_REPO,
-                              "note": "into ComfyUI/models/cosmos3_guardrail/Cosmos-Guardrail1/ (the loader's "
-                                      "error lists every missing file of the enabled checks)"}],
 }
 
 UPSAMPLER_MODEL = "LLM/Qwen3-VL-8B-Instruct"  # the node's always-offered default
-UPSAMPLER_MODES = {"cosmos3_t2v": "t2v", "cosmos3_i2v": "i2v", "cosmos3_t2i": "t2i", "cosmos3_t2v_sound": "t2v",
-                   KSAMPLER_LORA: "t2v"}
+UPSAMPLER_MODES = {"cosmos3_t2v": "t2v", "cosmos3_i2v": "i2v", "cosmos3_t2i": "t2i", "cosmos3_v2v": "t2v",
+                   "cosmos3_t2v_sound": "t2v", KSAMPLER_LORA: "t2v"}
 
 VIDEO = dict(preset="480p 16:9 (832x480)", width=832, height=480, frames=121, fps=24.0, steps=35, cfg=6.0, shift=10.0)
 IMAGE = dict(preset="720p 1:1 (960x960)", width=960, height=960, frames=1, fps=24.0, steps=50, cfg=4.0, shift=3.0)
@@ -77,9 +90,13 @@ PROMPTS = {
     "cosmos3_t2v_sound": "A steam locomotive rushes past a small country station, whistle blowing and wheels "
                          "clattering on the rails, while pigeons scatter from the platform roof.",
 }
-SEEDS = {"cosmos3_t2v": 42, "cosmos3_i2v": 42, "cosmos3_t2i": 7, "cosmos3_t2v_sound": 42, KSAMPLER_LORA: 42}
+PROMPTS["cosmos3_v2v"] = ("The camera keeps gliding along the quiet country road; the sun sinks slowly behind the "
+                          "green hills while a light breeze moves the tree's leaves.")
+SEEDS = {"cosmos3_t2v": 42, "cosmos3_i2v": 42, "cosmos3_t2i": 7, "cosmos3_v2v": 42, "cosmos3_t2v_sound": 42,
+         KSAMPLER_LORA: 42}
 TITLES = {"cosmos3_t2v": "Text to video", "cosmos3_i2v": "Image to video", "cosmos3_t2i": "Text to image",
-          "cosmos3_t2v_sound": "Text to video with sound", KSAMPLER_LORA: "Text to video with core KSampler and a LoRA"}
+          "cosmos3_v2v": "Video to video", "cosmos3_t2v_sound": "Text to video with sound",
+          KSAMPLER_LORA: "Text to video with core KSampler and a LoRA"}
 SOUND_NOTE = """
 **Sound**: the Sampler's `sound` is `on`: the checkpoint's sound stream is denoised with the video (a
 sound-capable checkpoint with its `sound_tokenizer/` folder); Audio Decode turns it into AUDIO for Create Video
@@ -92,6 +109,14 @@ output feeds the Text Encode (text-tower updates), its `MODEL` output the core K
 Core KSampler runs Euler over the `simple` schedule with the checkpoint's shift (use ModelSamplingSD3 to
 change it); the Cosmos3 Sampler node stays the exact reference path.
 """
+INPUT_NOTES = {
+    "cosmos3_i2v": f"\n**Start image**: `{EXAMPLE_IMAGE}` ships in the pack's `workflows/input/` and is copied into "
+                   "`ComfyUI/input/` when ComfyUI starts; pick or upload your own in Load Image.\n",
+    "cosmos3_v2v": f"\n**Source clip**: `{EXAMPLE_CLIP}` (9 frames, an animated PNG) ships in the pack's "
+                   "`workflows/input/` and is copied into `ComfyUI/input/` when ComfyUI starts; Load Image gives all "
+                   "frames of an animated PNG/WebP/GIF. Video Condition keeps the clip's last 5 frames (2 latent "
+                   "frames, `keep` = last) and generates the rest; `keep` = first re-imagines it from its start.\n",
+}
 
 NOTE = """## Cosmos3 MoT — {title}
 
@@ -99,9 +124,11 @@ NOTE = """## Cosmos3 MoT — {title}
 * `cosmos3/Cosmos3-Nano/` — the whole [nvidia/Cosmos3-Nano]({repo}) repository (diffusers layout). Other
   Cosmos3 checkpoints work the same way (Edge: use the 256p/480p presets).
 * `vae/wan2.2_vae.safetensors` — ComfyUI's Wan 2.2 VAE, or pick `cosmos3/Cosmos3-Nano/vae` in the VAE loader.
-* `cosmos3_guardrail/Cosmos-Guardrail1/` — [nvidia/Cosmos-Guardrail1]({guard}) for the safety checks; the
-  guardrail loader's error lists exactly what is missing.
-
+* `cosmos3_guardrail/Cosmos-Guardrail1/` — [nvidia/Cosmos-Guardrail1]({guard}) for the safety checks, and
+  `cosmos3_guardrail/Qwen3Guard-Gen-0.6B/` — [Qwen/Qwen3Guard-Gen-0.6B]({judge}), the prompt judge (the loader's
+  `llm_judge` = on needs it; `auto`/`off` run without it, with a warning). The loader's error lists exactly what
+  is missing.
+{inputs}
 **Settings**: {settings}. In the Sampler, 0 = auto (framework defaults for the mode and checkpoint).
 The prompt is encoded once; re-queuing with a new seed reuses it.
 
@@ -115,6 +142,7 @@ CORE_TITLES = {"KSampler": "KSampler", "MarkdownNote": "Note", "LoadImage": "Loa
                "CreateVideo": "Create Video", "SaveVideo": "Save Video"}
 
 
+@functools.lru_cache(maxsize=1)
 def _specs_and_names():
     pack = load_pack_with_v3_api("c3mot_pack_for_workflow_generator")
     _titles.update(pack.nodes.NODE_DISPLAY_NAME_MAPPINGS)
@@ -137,8 +165,9 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     s = IMAGE if name == "cosmos3_t2i" else VIDEO
     g = wc.GraphBuilder(specs, output_names)
     ids = {}
-    note = NOTE.format(title=TITLES[name], repo=CHECKPOINT_REPO, guard=GUARDRAIL_REPO, settings=_settings_text(name, s))
     with_sound = name.endswith("_sound")
+    note = NOTE.format(title=TITLES[name], repo=CHECKPOINT_REPO, guard=GUARDRAIL_REPO, judge=JUDGE_REPO,
+                       inputs=INPUT_NOTES.get(name, ""), settings=_settings_text(name, s))
     if name == KSAMPLER_LORA:
         note = note.replace("In the Sampler, 0 = auto (framework defaults for the mode and checkpoint).\n", "")
         note += LORA_NOTE.format(lora=LORA)
@@ -156,7 +185,7 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
         text_model = lora.out("model")
     image = None
     if name == "cosmos3_i2v":
-        image = ids["image"] = g.add("LoadImage", image="example.png")
+        image = ids["image"] = g.add("LoadImage", image=EXAMPLE_IMAGE)
     upsampler = ids["upsampler"] = g.add(
         "C3MoTPromptUpsampler", node_mode=4, model_folder=UPSAMPLER_MODEL, prompt=check.out("prompt"),
         mode=UPSAMPLER_MODES[name], width=latent.out("width"), height=latent.out("height"),
@@ -167,22 +196,30 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
         "C3MoTTextEncode", model=text_model, prompt=upsampler.out("prompt"),
         negative_prompt=check.out("negative_prompt"), prompt_style="framework", use_system_prompt="auto",
         width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"), fps=s["fps"],
+        linked_values=_size(s),  # what the linked widgets hold: the Empty Latent's size, never stale defaults
     )
     vae = ids["vae"] = g.add("C3MoTVAELoader", vae_name=VAE, dtype="auto")
     cond = {}
     if image is not None:
         ids["cond"] = g.add("C3MoTImageCondition", vae=vae.out("vae"), image=image.out("IMAGE"),
-                            width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"))
+                            width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"),
+                            linked_values=_size(s))
         cond["image_cond"] = ids["cond"].out("image_cond")
+    elif name == "cosmos3_v2v":
+        clip = ids["image"] = g.add("LoadImage", image=EXAMPLE_CLIP)
+        ids["cond"] = g.add("C3MoTVideoCondition", vae=vae.out("vae"), video=clip.out("IMAGE"),
+                            width=latent.out("width"), height=latent.out("height"), frames=latent.out("frames"),
+                            condition_frames=2, keep="last", linked_values=_size(s))
+        cond["image_cond"] = ids["cond"].out("video_cond")
     if name == KSAMPLER_LORA:
         sampler = ids["sampler"] = g.add(
-            "KSampler", seed_control="randomize", model=lora.out("MODEL"), seed=SEEDS[name], steps=s["steps"],
+            "KSampler", seed_control="fixed", model=lora.out("MODEL"), seed=SEEDS[name], steps=s["steps"],
             cfg=s["cfg"], sampler_name="euler", scheduler="simple", positive=text.out("positive"),
             negative=text.out("negative"), latent_image=latent.out("samples"), denoise=1.0,
         )
     else:
         sampler = ids["sampler"] = g.add(
-            "C3MoTSampler", seed_control="randomize", model=model.out("model"), text=text.out("text"),
+            "C3MoTSampler", seed_control="fixed", model=model.out("model"), text=text.out("text"),
             samples=latent.out("samples"), seed=SEEDS[name], steps=s["steps"], cfg=s["cfg"], shift=s["shift"],
             schedule="auto", attention="auto", cfg_interval=False, **cond, **({"sound": "on"} if with_sound else {}),
         )
@@ -210,46 +247,68 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     return ui, api
 
 
+def _size(s: dict) -> dict:
+    return {"width": s["width"], "height": s["height"], "frames": s["frames"]}
+
+
 def _display_title(node_type: str) -> str:
     return _titles.get(node_type, node_type)
 
 
-# Canvas layout: columns left to right in data-flow order ([x, y], [width, height]).
-LAYOUT = {
-    "note": ([20, 20], [420, 470]),
-    "guard": ([20, 520], [420, 330]),
-    "check": ([20, 880], [420, 330]),
-    "model": ([480, 20], [380, 130]),
-    "latent": ([480, 190], [380, 200]),
-    "vae": ([480, 430], [380, 110]),
-    "image": ([480, 580], [380, 420]),
-    "lora": ([480, 580], [380, 160]),  # the KSampler+LoRA graph has no image
-    "upsampler": ([480, 1040], [380, 520]),
-    "text": ([900, 20], [420, 420]),
-    "cond": ([900, 480], [420, 200]),
-    "sampler": ([1360, 20], [360, 420]),
-    "decode": ([1760, 20], [320, 180]),
-    "frames": ([1760, 240], [320, 130]),
-    "audio": ([1760, 410], [320, 110]),
-    "video": ([2120, 20], [300, 80]),
-    "save": ([2120, 140], [520, 560]),
+# Canvas layout: columns left to right in data-flow order ([x, y], [width, height]); y is the top of the node's
+# body, its title bar (TITLE px) sits above it and the 1.5x frontends draw the node's source badge above that.
+# Heights are at least what both frontends compute for the node (checked by tests/test_frontend_workflows.py).
+TITLE = 30
+GAP = 80  # a node's bottom to the next node's body top: title bar + badge + clear space
+COLUMNS = {
+    20: (420, [("note", 470), ("guard", 330), ("check", 330)]),
+    480: (380, [("model", 190), ("latent", 200), ("vae", 110), ("image", 420), ("upsampler", 520)]),
+    900: (420, [("text", 420), ("cond", 250), ("lora", 160)]),
+    1360: (380, [("sampler", 460)]),
+    1780: (320, [("decode", 180), ("frames", 130), ("audio", 110)]),
+    2140: (300, [("video", 80), ("save", 560)]),
 }
+TOP = 20
+
+
+def _layout() -> dict[str, tuple[list[int], list[int]]]:
+    out = {}
+    for x, (width, column) in COLUMNS.items():
+        y = TOP
+        for key, height in column:
+            out[key] = ([x, y], [width, height])
+            y += height + GAP
+    return out
+
+
+LAYOUT = _layout()
+GROUP_PAD = 20
 TITLED = {"check": "Guardrail Prompt Check (your prompt here)", "image": "Load Image (first frame)",
           "upsampler": "Prompt Upsampler (optional: Ctrl+B to enable)"}
+TITLED_BY_NAME = {"cosmos3_v2v": {"image": "Load Image (source clip)"}}
+# Saved view (screen = (canvas + offset) * scale, from the canvas element's corner): scale 0.6 is the smallest at
+# which both frontends still draw node text; the group's left edge lands 90 px right of the canvas's left (the
+# 1.5x frontends' sidebar overlays it) and its title bar 96 px down (below their toolbar and action bar). The
+# right part of the graph is reached by panning (tests/test_frontend_workflows.py measures it in both frontends).
+VIEW = {"scale": 0.6, "offset": [150, 220]}
 
 
 def _lay_out(ui: dict, keys: dict[int, str], name: str) -> None:
     for node in ui["nodes"]:
         key = keys[node["id"]]
         node["pos"], node["size"] = [list(v) for v in LAYOUT[key]]
-        if key in TITLED:
-            node["title"] = TITLED[key]
+        title = TITLED_BY_NAME.get(name, {}).get(key) or TITLED.get(key)
+        if title:
+            node["title"] = title
         hints = MODEL_HINTS.get(node["type"])
         if hints:
             node["properties"]["models"] = json.loads(json.dumps(hints))
-    ui["groups"] = [{"title": TITLES[name] + " with Cosmos3 MoT", "bounding": [0, -40, 2680, 1640], "color": "#3f789e",
-                     "font_size": 24, "flags": {}}]
-    ui["extra"] = {"ds": {"scale": 0.6, "offset": [40, 120]}}
+    right = max(n["pos"][0] + n["size"][0] for n in ui["nodes"]) + GROUP_PAD
+    bottom = max(n["pos"][1] + n["size"][1] for n in ui["nodes"]) + GROUP_PAD
+    top = TOP - TITLE - 50  # the group's own title bar above the first row's titles and badges
+    ui["groups"] = [{"title": TITLES[name] + " with Cosmos3 MoT", "bounding": [0, top, right, bottom - top],
+                     "color": "#3f789e", "font_size": 24, "flags": {}}]
+    ui["extra"] = {"ds": json.loads(json.dumps(VIEW))}
 
 
 def render(data: dict) -> str:
@@ -266,10 +325,26 @@ def expected_files() -> dict[Path, str]:
     return files
 
 
+def media_problems() -> list[str]:
+    """Missing or malformed thumbnails / example inputs (see :mod:`workflow_media`)."""
+    return workflow_media.media_problems(WORKFLOW_DIR, NAMES, INPUT_DIR, EXAMPLE_IMAGE, EXAMPLE_CLIP)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 on differences")
+    parser.add_argument("--media", action="store_true", help="redraw the thumbnails and example inputs too")
     args = parser.parse_args(argv)
+    if args.check:
+        problems = media_problems()
+        for problem in problems:
+            print("media: " + problem)
+        if problems:
+            return 1
+    else:
+        for path in workflow_media.write_media(WORKFLOW_DIR, TITLES, INPUT_DIR, EXAMPLE_IMAGE, EXAMPLE_CLIP,
+                                               only_missing=not args.media):
+            print("wrote: " + str(path.relative_to(REPO_ROOT)))
     stale = []
     for path, text in expected_files().items():
         current = path.read_text() if path.is_file() else None

@@ -39,6 +39,40 @@ INTENDED_CHANGES: dict[str, dict[tuple[str, str], object]] = {
     # inside ComfyUI, sdpa outside). Side by side on CPU our 'sdpa' was 10-22% slower per step than ComfyUI's own
     # attention. Saved workflows store their explicit choice ('sdpa' …), which stays valid and is kept.
     "C3MoTSampler": {("attention", "default"): "auto"},
+    # Issue 17: the Qwen3Guard judge is part of NVIDIA's recipe; a new loader requires it ("on", a clear setup
+    # error when missing) so running without it is an explicit choice. Saved workflows store their value
+    # ("auto") and keep it; "auto" without the folder now warns on the node, in the reports and as a toast.
+    "C3MoTGuardrailLoader": {("llm_judge", "default"): "on"},
+    # Issue 17: "704p 1:1 (960x960)" duplicated "720p 1:1 (960x960)" and is no longer offered; saved workflows
+    # that use it still validate and run (EmptyLatent.validate_inputs / latent_nodes.PRESET_ALIASES).
+    "C3MoTEmptyLatent": {("preset", "options"): [
+        "custom",
+        "256p 1:1 (256x256)",
+        "256p 4:3 (320x256)",
+        "256p 3:4 (256x320)",
+        "256p 16:9 (320x192)",
+        "256p 9:16 (192x320)",
+        "480p 1:1 (640x640)",
+        "480p 4:3 (736x544)",
+        "480p 3:4 (544x736)",
+        "480p 16:9 (832x480)",
+        "480p 9:16 (480x832)",
+        "480p 2:3 (512x768)",
+        "704p 4:3 (1088x832)",
+        "704p 3:4 (832x1088)",
+        "704p 16:9 (1280x704)",
+        "704p 9:16 (704x1280)",
+        "720p 1:1 (960x960)",
+        "720p 4:3 (1104x832)",
+        "720p 3:4 (832x1104)",
+        "720p 16:9 (1280x720)",
+        "720p 9:16 (720x1280)",
+        "768p 1:1 (1024x1024)",
+        "768p 4:3 (1184x880)",
+        "768p 3:4 (880x1184)",
+        "768p 16:9 (1360x768)",
+        "768p 9:16 (768x1360)",
+    ]},
 }
 
 

@@ -95,3 +95,32 @@ def test_without_comfyui(monkeypatch):
     acc.throw_if_interrupted()
     acc.soft_empty_cache()
     acc.progress_bar(3).update_absolute(1, 3)
+    assert acc.warn_user("a warning") is False and acc.executing_node_id() is None  # logged only
+    assert acc.install_example_inputs([REPO_ROOT / "workflows" / "input" / "cosmos3_example.png"]) == []
+
+
+def test_warn_user_reaches_the_frontend(acc, comfy_stub, caplog):
+    """One warning: logged line by line, shown on the executing node (progress text, the binary message the
+    frontend decodes) and sent as the toast event for the executing prompt's client; outside a node only the
+    toast; a failing transport never raises."""
+    server = comfy_stub.server.PromptServer.instance
+    server.client_id = "client-1"
+    with caplog.at_level("WARNING", logger="cosmos3_mot"), comfy_stub.executing("5"):
+        assert acc.warn_user(["first line", "second line"]) is True
+    assert [r.getMessage() for r in caplog.records][-2:] == ["[Cosmos3 MoT] first line", "[Cosmos3 MoT] second line"]
+    text, toast = comfy_stub.ui_messages
+    assert text["event"] == "progress_text" and text["node"] == "5" and text["sid"] == "client-1"
+    kind, packed = text["binary"]
+    assert kind == 3 and packed[4:5] == b"5" and packed.endswith(b"first line\nsecond line")
+    assert toast == {"event": acc.WARNING_EVENT, "sid": "client-1",
+                     "data": {"title": "Cosmos3 MoT", "text": "first line\nsecond line", "node": "5"}}
+    comfy_stub.ui_messages.clear()
+    assert acc.warn_user("outside a node") is True
+    assert [m["event"] for m in comfy_stub.ui_messages] == [acc.WARNING_EVENT]
+    assert acc.warn_user([]) is False and acc.warn_user("  ") is False
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("socket closed")
+
+    server.send_sync = broken
+    assert acc.warn_user("still fine") is False

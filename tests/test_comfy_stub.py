@@ -322,6 +322,16 @@ _SCENARIO = textwrap.dedent(
     w = lf.Wan22()
     out["wan22"] = [w.latent_rgb_factors, w.latent_rgb_factors_bias, w.latents_mean.flatten().tolist(),
                     w.latents_std.flatten().tolist()]
+    from comfy_execution.utils import CurrentNodeContext, get_executing_context
+    before = get_executing_context()
+    with CurrentNodeContext("p1", "7"):
+        inside = list(get_executing_context())
+    out["executing"] = [before, inside, get_executing_context()]
+    import ast, importlib.util  # server.py is read, not imported (importing it starts the server's imports)
+    tree = ast.parse(Path(importlib.util.find_spec("server").origin).read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PromptServer")
+    out["prompt_server"] = {f.name: [a.arg for a in f.args.args] for f in cls.body
+                            if isinstance(f, ast.FunctionDef) and f.name in ("send_sync", "send_progress_text")}
     print("RESULT" + json.dumps(out))
     """
 )

@@ -203,6 +203,20 @@ def test_workflow_runs_on_the_server(server, pack, workflow):
         assert kinds == ["mp4", "webp"], kinds
 
 
+def test_retired_preset_of_saved_workflows_validates_and_runs(server):
+    """Issue 17: "704p 1:1 (960x960)" is no longer offered (it duplicated "720p 1:1 (960x960)"); ComfyUI 0.3.64's
+    validation accepts it through EmptyLatent.validate_inputs and the node makes the 960x960 latent."""
+    prompt = {"1": {"class_type": "C3MoTEmptyLatent",
+                    "inputs": {"preset": "704p 1:1 (960x960)", "width": 16, "height": 16, "frames": 1}},
+              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
+    entry = server.wait(server.queue(prompt), timeout=120)
+    assert entry.get("status", {}).get("status_str") == "success", entry.get("status")
+    assert entry["outputs"]["2"]["text"] == ["960"]
+    bad = dict(prompt, **{"1": {**prompt["1"], "inputs": {**prompt["1"]["inputs"], "preset": "999p"}}})
+    with pytest.raises(Exception, match="unknown preset '999p'"):
+        server.queue(bad)
+
+
 def test_frozen_widget_layout_matches_real_templates():
     """Core nodes in the official workflow templates (installed in ComfyUI's venv) have exactly the widget
     slots and socket types that the frozen declarations predict (a handful of legacy files excepted)."""

@@ -35,6 +35,7 @@ def m(comfy_pack):
         sampler = _module(comfy_pack, "sampler_nodes")
         vae = _module(comfy_pack, "vae_nodes")
         latent = _module(comfy_pack, "latent_nodes")
+        video = _module(comfy_pack, "video_condition_nodes")
 
     return Modules
 
@@ -316,10 +317,76 @@ def test_image_condition_matches_the_library_and_anchors_frame_zero(m, model, in
     out = run_sampler(m, model, text, empty(m), image_cond=cond, steps=2)
     normalised = model.latent_stats.normalize(out["samples"], model.dtype)
     torch.testing.assert_close(normalised[:, :, 0], cond.latent[:, :, 0], rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="prepared for 64x48 but sampling is 48x48"):
+    with pytest.raises(ValueError, match=r"prepared for 64x48 but the LATENT \(samples\) is 48x48"):
         run_sampler(m, model, encode(m, model, width=48), empty(m, width=48), image_cond=cond)
-    with pytest.raises(ValueError, match="needs a video"):
+    with pytest.raises(ValueError, match=r"prepared for 9 frames .* LATENT \(samples\) has 1 frames"):
         run_sampler(m, model, encode(m, model, frames=1), empty(m, frames=1), image_cond=cond)
+
+
+def test_video_condition_matches_the_library_and_anchors_the_kept_frames(m, model, installed, comfy_stub):
+    """V2V: the node keeps the library's clean latent frames (first or last end of the clip), the Sampler takes it
+    on image_cond and the kept latent frames come out unchanged."""
+    from cosmos3.geometry import Geometry
+    from cosmos3.sampling.conditioning import encode_video_condition
+    from cosmos3.vae.loading import load_vae
+
+    vae = m.vae.VAELoader.execute(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
+    clip = torch.rand(7, 40, 56, 3, generator=torch.Generator().manual_seed(2))
+    library_vae = load_vae(demo_checkpoint() / "vae", dtype=torch.float32)
+    for keep in ("first", "last"):
+        cond = m.video.VideoCondition.execute(vae, clip, W, H, F, 2, keep)[0]
+        reference = encode_video_condition(library_vae, clip, Geometry(F, H, W), condition_frames=(0, 1), keep=keep)
+        assert cond.frames == (0, 1) and torch.equal(cond.latent, reference.latent)
+    assert comfy_stub.load_calls[-1]["models"] == [vae.patcher]
+
+    text = encode(m, model)
+    out = run_sampler(m, model, text, empty(m), image_cond=cond, steps=2)
+    normalised = model.latent_stats.normalize(out["samples"], model.dtype)
+    torch.testing.assert_close(normalised[:, :, :2], cond.latent[:, :, :2], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"condition_frames must be from 1 to 2 for 9 frames"):
+        m.video.VideoCondition.execute(vae, clip, W, H, F, 3, "first")
+    with pytest.raises(ValueError, match="keep must be one of"):
+        m.video.VideoCondition.execute(vae, clip, W, H, F, 1, "middle")
+    with pytest.raises(ValueError, match=r"prepared for 13 frames .* has 9 frames"):
+        run_sampler(m, model, text, empty(m), image_cond=m.video.VideoCondition.execute(vae, clip, W, H, 13, 1,
+                                                                                         "first")[0])
+
+
+def test_condition_frames_must_match_the_latent(m, model, installed, comfy_stub):
+    """Issue 17: Image Condition's frames were never compared with the latent (a 13-frame condition on a 9-frame
+    latent ran). The Sampler sees both and names both numbers before any weights move."""
+    vae = m.vae.VAELoader.execute(CHECKPOINT_CHOICE + "/vae", "fp32")[0]
+    cond = m.cond.ImageCondition.execute(vae, torch.rand(1, 40, 56, 3), W, H, 13)[0]
+    text = encode(m, model)
+    comfy_stub.load_calls.clear()
+    with pytest.raises(ValueError) as err:
+        run_sampler(m, model, text, empty(m), image_cond=cond)
+    message = str(err.value)
+    assert "prepared for 13 frames" in message and "has 9 frames" in message and "Empty Latent" in message
+    assert not comfy_stub.load_calls
+
+
+def test_sampler_names_a_4d_image_latent_and_what_to_connect(m, model):
+    with pytest.raises(ValueError) as err:
+        run_sampler(m, model, encode(m, model), {"samples": torch.zeros(1, 4, 8, 8)})
+    message = str(err.value)
+    assert "got shape [1, 4, 8, 8]" in message and "4-D image latent" in message
+    assert "Cosmos3 MoT Empty Latent" in message and "decod" not in message
+
+
+def test_result_changing_warnings_reach_the_ui(m, model, comfy_stub):
+    """Issue 17: schedule 'distilled' with cfg 0 (auto) on a base checkpoint ran at cfg 6 and logged that the
+    checkpoint was distilled. Now auto follows the schedule and the (true) warning is shown on the node and as a
+    toast, not only logged."""
+    text = encode(m, model, frames=1, width=32, height=32)
+    with comfy_stub.executing("12"):
+        run_sampler(m, model, text, empty(m, frames=1, width=32, height=32), steps=0, cfg=0.0, shift=0.0,
+                    schedule="distilled")
+    toasts = [x["data"] for x in comfy_stub.ui_messages if x["event"] == "cosmos3_mot.warning"]
+    assert len(toasts) == 1 and toasts[0]["node"] == "12"
+    assert "not distilled (base)" in toasts[0]["text"] and "cfg 6" not in toasts[0]["text"]
+    on_node = [x for x in comfy_stub.ui_messages if x["event"] == "progress_text"]
+    assert on_node and on_node[0]["node"] == "12" and "not distilled" in on_node[0]["text"]
 
 
 # ------------------------------------------------------------------------------------------------------

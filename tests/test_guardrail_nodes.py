@@ -53,7 +53,8 @@ def test_folder_registration_and_choices(nodes, models):
     spec = nodes.GuardrailLoader.INPUT_TYPES()["required"]
     assert fp.folder_names_and_paths["cosmos3_guardrail"] == ([str(root)], {".safetensors", ".sft"})
     assert spec["release_folder"][1]["options"] == ["Cosmos-Guardrail1"]
-    assert spec["llm_judge"][1]["options"] == ["auto", "off", "Qwen3Guard-Gen-0.6B"]
+    assert spec["llm_judge"][1]["options"] == ["auto", "off", "on", "Qwen3Guard-Gen-0.6B"]
+    assert spec["llm_judge"][1]["default"] == "on"
     assert spec["siglip_folder"][1]["options"][0] == "siglip-so400m-patch14-384"
 
 
@@ -114,3 +115,49 @@ def test_frame_check_on_block(nodes, models, pack):
     assert "BLOCKED by content_filter" in report and "black frames" in report
     with pytest.raises(from_pack.GuardrailBlocked, match="scripted block"):
         nodes.GuardrailFrameCheck.execute(guardrail, images, "error")
+
+
+def _stub_release(comfy_stub) -> dict:
+    """A release (word lists only) in the stub's models/cosmos3_guardrail; loader arguments without face blur."""
+    write_release(comfy_stub.models_dir / "cosmos3_guardrail" / "Cosmos-Guardrail1")
+    return dict(LOADER_DEFAULTS, face_blur=False)
+
+
+def test_auto_without_the_judge_is_visible(comfy_pack, comfy_stub):
+    """llm_judge 'auto' with no Qwen3Guard folder still runs, but the weakening is in the setup output, in every
+    prompt report and on screen: text on the executing node and a warning toast event for the frontend."""
+    nodes = comfy_pack.nodes.guardrail_nodes
+    args = _stub_release(comfy_stub)
+    with comfy_stub.executing("3"):
+        guardrail, setup = nodes.GuardrailLoader.execute(**args)
+    assert setup.startswith("WARNING: weaker than NVIDIA's recipe") and "non-English" in setup
+    toasts = [m for m in comfy_stub.ui_messages if m["event"] == "cosmos3_mot.warning"]
+    texts = [m for m in comfy_stub.ui_messages if m["event"] == "progress_text"]
+    assert len(toasts) == 1 and "Qwen3Guard prompt judge is off" in toasts[0]["data"]["text"]
+    assert toasts[0]["data"]["node"] == "3" and texts[0]["node"] == "3" and "non-English" in texts[0]["text"]
+
+    comfy_stub.ui_messages.clear()
+    with comfy_stub.executing("4"):
+        _, _, report = nodes.GuardrailPromptCheck.execute(guardrail, "ein Roboter im Park")
+    assert "SAFE" in report and "note: WARNING: weaker than NVIDIA's recipe" in report
+    assert [m["data"]["node"] for m in comfy_stub.ui_messages if m["event"] == "cosmos3_mot.warning"] == ["4"]
+
+
+def test_default_on_requires_the_judge(comfy_pack, comfy_stub):
+    """The shipped default 'on' refuses to run without Qwen3Guard, saying where it goes and how to opt out."""
+    nodes = comfy_pack.nodes.guardrail_nodes
+    args = dict(_stub_release(comfy_stub), llm_judge="on")
+    with pytest.raises(FileNotFoundError) as err:
+        nodes.GuardrailLoader.execute(**args)
+    text = str(err.value)
+    assert "Qwen3Guard" in text and "Qwen/Qwen3Guard-Gen-0.6B" in text
+    assert "choose llm_judge 'auto' or 'off'" in text
+    assert not comfy_stub.ui_messages
+
+
+def test_judge_off_by_choice_is_not_a_warning(comfy_pack, comfy_stub):
+    nodes = comfy_pack.nodes.guardrail_nodes
+    guardrail, setup = nodes.GuardrailLoader.execute(**dict(_stub_release(comfy_stub), llm_judge="off"))
+    assert "WARNING" not in setup and "qwen3guard: off — disabled in the loader" in setup
+    _, _, report = nodes.GuardrailPromptCheck.execute(guardrail, "a robot")
+    assert "WARNING" not in report and not comfy_stub.ui_messages

@@ -38,6 +38,8 @@ def test_pack_loads_under_any_folder_name(tmp_path):
     # ComfyUI 0.3.64 registers a pack the V1 way when its root exports NODE_CLASS_MAPPINGS and then never
     # calls comfy_entrypoint: the root exports only the entry point.
     assert not hasattr(pack, "NODE_CLASS_MAPPINGS") and pack.__all__ == ["comfy_entrypoint"]
+    # the frontend extension (warning toasts) that ComfyUI serves from WEB_DIRECTORY
+    assert (REPO_ROOT / from_repo.WEB_DIRECTORY / "cosmos3_mot.js").is_file()
 
 
 def test_libraries_never_import_comfyui():

@@ -63,6 +63,23 @@ def test_explicit_values_win_and_are_checked():
     assert [unset_if_auto(v) for v in (0, 0.0, None, 3, 2.5)] == [None, None, None, 3, 2.5]
 
 
+def test_auto_follows_the_chosen_schedule():
+    """Issue 17: schedule 'distilled' with cfg auto on a base checkpoint ran at cfg 6 and claimed the checkpoint
+    was distilled. Auto guidance follows the schedule (1 for the distilled sampler) and the warning is true."""
+    p = plan(schedule="distilled")
+    assert (p.schedule, p.steps, p.guidance, p.shift) == ("distilled", None, 1.0, None) and "cfg 1" in p.chosen
+    assert len(p.warnings) == 1 and "not distilled (base)" in p.warnings[0]
+    assert not any("a distilled checkpoint" in w for w in p.warnings)
+    explicit = plan(schedule="distilled", guidance=6.0)
+    assert explicit.guidance == 6.0 and any("cfg 6 with the 'distilled' schedule" in w for w in explicit.warnings)
+    real = plan(variant="super", kind="text2image-4step", num_frames=1, height=1024, width=1024, guidance=6.0)
+    assert [w for w in real.warnings if "cfg" in w] == [
+        "cfg 6 with a distilled checkpoint: its guidance is baked in (use 1.0, or 0 = auto)"]
+    native = plan(distilled=True, schedule="native")  # a distilled checkpoint keeps guidance 1 on any sampler
+    assert native.schedule == "native" and native.guidance == 1.0 and not native.warnings
+    assert "distilled checkpoint" in plan(distilled=True, schedule="native", guidance=5.0).warnings[0]
+
+
 def test_outside_the_envelope_is_a_warning():
     p = plan(variant="edge", height=720, width=1280)
     assert p.warnings and "Edge" in p.warnings[0]

@@ -226,9 +226,25 @@ def test_empty_latent_custom_and_presets(latent_nodes, comfy_stub):
     latent, w, h, f = node.execute("480p 2:3 (512x768)", 16, 16, 1)
     assert latent["samples"].shape == (1, 48, 1, 48, 32) and (w, h, f) == (512, 768, 1)
     choices = latent_nodes.EmptyLatent.INPUT_TYPES()["required"]["preset"][1]["options"]
-    assert choices[0] == "custom" and len(choices) == 1 + 26
+    assert choices[0] == "custom" and len(choices) == 1 + 25
+    assert [c for c in choices if "(960x960)" in c] == ["720p 1:1 (960x960)"]  # one label per size (issue 17)
     comfy_stub.configure(gpu_only=True, torch_device="meta")
     assert node.execute("custom", 32, 32, 1)[0]["samples"].device.type == "meta"  # the intermediate device
+
+
+def test_retired_preset_of_saved_workflows_still_validates_and_runs(latent_nodes, comfy_stub):
+    """"704p 1:1 (960x960)" (a duplicate of the 720p label) is not offered any more, but a saved workflow using it
+    still passes ComfyUI's validation (0.3.64 skips its choice-list check for inputs that validate_inputs takes and
+    asks validate_inputs instead) and makes the same 960x960 latent."""
+    import inspect
+
+    node = latent_nodes.EmptyLatent
+    assert "preset" in inspect.getfullargspec(node.validate_inputs).args
+    assert node.validate_inputs(preset="704p 1:1 (960x960)") is True
+    assert node.validate_inputs(preset="720p 1:1 (960x960)") is True and node.validate_inputs(preset="custom") is True
+    assert "unknown preset '999p'" in node.validate_inputs(preset="999p")
+    latent, w, h, f = node.execute("704p 1:1 (960x960)", 16, 16, 1)
+    assert (w, h, f) == (960, 960, 1) and latent["samples"].shape == (1, 48, 1, 60, 60)
 
 
 @pytest.mark.parametrize("args, message", [

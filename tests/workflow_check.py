@@ -570,7 +570,9 @@ class GraphBuilder:
         self.nodes: list[_BuiltNode] = []
 
     def add(self, node_type: str, *, title: str | None = None, seed_control: str = "fixed", node_mode: int = 0,
-            **inputs) -> _BuiltNode:
+            linked_values: Mapping[str, Any] | None = None, **inputs) -> _BuiltNode:
+        """``linked_values``: what linked widget inputs show (and save in ``widgets_values``) instead of their
+        defaults, e.g. the size an Empty Latent gives them. ``node_mode`` 4 = bypassed."""
         spec = self.specs[node_type]
         values, links = {}, {}
         for key, value in inputs.items():
@@ -581,6 +583,10 @@ class GraphBuilder:
                 links[key] = (value[0], self._slot(value[0], value[1]))
             else:
                 values[key] = value
+        for key, value in (linked_values or {}).items():
+            if key not in links:
+                raise KeyError(f"{node_type}.{key} is not linked; give its value as an input instead")
+            values[key] = value
         node = _BuiltNode(len(self.nodes) + 1, node_type, values, links, title, node_mode)
         node.seed_control = seed_control  # type: ignore[attr-defined]
         self.nodes.append(node)
@@ -677,6 +683,109 @@ def output_names_of(node_class_mappings: Mapping[str, type]) -> dict[str, tuple[
 
 
 # ------------------------------------------------------------------------------------------------------
+# What the frontend checks on load, and the canvas layout
+
+# The frontend's zod schema for a node's properties.models entry (workflowSchema.ts zModelFile, the same in 1.27
+# and 1.58): name, url (a URL) and directory are required, hash / hash_type optional strings. Its missing-models
+# dialog (1.27 MissingModelsWarning.vue) offers only these sources and file types.
+MODEL_ENTRY_REQUIRED = ("name", "url", "directory")
+MODEL_ENTRY_OPTIONAL = ("hash", "hash_type")
+MODEL_URL_SOURCES = ("https://civitai.com/", "https://huggingface.co/")
+MODEL_FILE_SUFFIXES = (".safetensors", ".sft")
+TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT
+BADGE_HEIGHT = 24  # the 1.5x frontends draw a node's source badge above its title bar
+
+
+def model_hint_problems(ui: Mapping) -> list[str]:
+    """Problems the frontend reports for ``properties.models`` entries (the zod alert, or an entry its
+    missing-models dialog cannot offer)."""
+    from urllib.parse import urlparse
+
+    problems = []
+    for node in ui.get("nodes", []):
+        entries = (node.get("properties") or {}).get("models")
+        if entries is None:
+            continue
+        where = f"node {node.get('id')} ({node.get('type')}) properties.models"
+        if not isinstance(entries, list):
+            problems.append(f"{where}: not a list")
+            continue
+        for i, entry in enumerate(entries):
+            at = f"{where}[{i}]"
+            if not isinstance(entry, Mapping):
+                problems.append(f"{at}: not an object")
+                continue
+            for key in MODEL_ENTRY_REQUIRED:
+                if not isinstance(entry.get(key), str):
+                    problems.append(f"{at}.{key}: Required (a string)")
+            for key in MODEL_ENTRY_OPTIONAL:
+                if key in entry and not isinstance(entry[key], str):
+                    problems.append(f"{at}.{key}: must be a string")
+            url = entry.get("url")
+            if isinstance(url, str):
+                parsed = urlparse(url)
+                if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                    problems.append(f"{at}.url: Invalid url {url!r}")
+                elif not url.startswith(MODEL_URL_SOURCES):
+                    problems.append(f"{at}.url: not from {MODEL_URL_SOURCES} (the missing-models dialog skips it)")
+            name = entry.get("name")
+            if isinstance(name, str) and not name.endswith(MODEL_FILE_SUFFIXES):
+                problems.append(f"{at}.name: {name!r} is not a {'/'.join(MODEL_FILE_SUFFIXES)} file")
+    return problems
+
+
+def node_box(node: Mapping, badge: bool = True) -> tuple[float, float, float, float]:
+    """``(left, top, right, bottom)`` of a UI node on the canvas: its body, its title bar and (``badge``) the
+    space of the source badge above the title."""
+    (x, y), (w, h) = node["pos"], node["size"]
+    return (x, y - TITLE_HEIGHT - (BADGE_HEIGHT if badge else 0), x + w, y + h)
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def layout_problems(ui: Mapping, boxes: Mapping[Any, tuple] | None = None) -> list[str]:
+    """Overlapping node boxes (:func:`node_box`; or ``boxes`` measured in a frontend, by node id) and nodes
+    outside every group."""
+    nodes = list(ui.get("nodes", []))
+    measured = {str(k): v for k, v in (boxes or {}).items()}
+    box = {n["id"]: (measured[str(n["id"])] if boxes is not None else node_box(n)) for n in nodes}
+    problems = []
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            if _overlap(box[a["id"]], box[b["id"]]):
+                problems.append(f"node {a['id']} ({a['type']}) {box[a['id']]} overlaps node {b['id']} ({b['type']}) "
+                                f"{box[b['id']]}")
+    for n in nodes:
+        left, top, right, bottom = box[n["id"]]
+        if not any(g["bounding"][0] <= left and g["bounding"][1] <= top
+                   and right <= g["bounding"][0] + g["bounding"][2] and bottom <= g["bounding"][1] + g["bounding"][3]
+                   for g in ui.get("groups", [])):
+            problems.append(f"node {n['id']} ({n['type']}) {box[n['id']]} lies outside every group")
+    return problems
+
+
+MIN_TEXT_SCALE = 0.6  # below this zoom the frontends draw nodes without text (low-quality rendering)
+
+
+def view_problems(ui: Mapping, *, left: float, top: float, width: float, height: float) -> list[str]:
+    """Where ``extra.ds`` (screen = (canvas + offset) * scale) puts the groups: their top-left corner inside the
+    ``width x height`` canvas, right of ``left`` and below ``top`` (the 1.5x sidebar and toolbar), at a zoom
+    that still shows node text."""
+    ds = ui.get("extra", {}).get("ds") or {}
+    scale, (ox, oy) = ds.get("scale", 1.0), ds.get("offset", [0, 0])
+    problems = [] if scale >= MIN_TEXT_SCALE else [f"view scale {scale} hides node text (< {MIN_TEXT_SCALE})"]
+    for g in ui.get("groups", []):
+        x, y = g["bounding"][:2]
+        sx, sy = (x + ox) * scale, (y + oy) * scale
+        if not (left <= sx < width and top <= sy < height):
+            problems.append(f"group {g['title']!r} starts at ({sx:.0f}, {sy:.0f}) on screen; wanted inside "
+                            f"({left}, {top})-({width}, {height})")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------------
 # Core nodes: frozen declarations (ComfyUI v0.3.64) + in-process stand-ins
 
 
@@ -721,17 +830,22 @@ class CoreLoadImage(_StandIn):
 
     def load_image(self, image):
         import numpy as np
-        from PIL import Image, ImageOps
+        from PIL import Image, ImageOps, ImageSequence
 
         path = _folder_paths().get_annotated_filepath(image)
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            rgb = np.array(img.convert("RGB")).astype(np.float32) / 255.0
-            if "A" in img.getbands():
-                mask = 1.0 - torch.from_numpy(np.array(img.getchannel("A")).astype(np.float32) / 255.0)
-            else:
-                mask = torch.zeros((64, 64), dtype=torch.float32)
-        return (torch.from_numpy(rgb)[None], mask.unsqueeze(0))
+        frames, masks = [], []
+        with Image.open(path) as img:  # like core: every frame of an animated image (same size as the first)
+            for frame in ImageSequence.Iterator(img):
+                frame = ImageOps.exif_transpose(frame)
+                if frames and frame.size != (frames[0].shape[1], frames[0].shape[0]):
+                    continue
+                rgb = np.array(frame.convert("RGB")).astype(np.float32) / 255.0
+                frames.append(torch.from_numpy(rgb))
+                if "A" in frame.getbands():
+                    masks.append(1.0 - torch.from_numpy(np.array(frame.getchannel("A")).astype(np.float32) / 255.0))
+                else:
+                    masks.append(torch.zeros((64, 64), dtype=torch.float32))
+        return (torch.stack(frames), torch.stack(masks) if len({m.shape for m in masks}) == 1 else masks[0][None])
 
 
 class CoreSaveImage(_StandIn):

@@ -41,9 +41,11 @@ _768_KINDS = (CheckpointKind.TEXT2IMAGE, CheckpointKind.TEXT2IMAGE_4STEP)
 class SamplingPlan:
     """Concrete settings for :func:`cosmos3.sampling.loop.sample` plus how they were chosen.
 
-    ``steps`` is ``None`` for the distilled sampler (its fixed sigmas give the count); ``shift`` is ``None``
-    where the schedule takes none. ``chosen`` lists the settings filled in automatically; ``warnings``
-    names settings outside the variant's trained envelope (sampling still runs).
+    ``steps`` is ``None`` for the distilled sampler (its fixed sigmas give the count); automatic guidance is 1
+    for the distilled sampler and for distilled checkpoints (their guidance is baked in); ``shift`` is ``None``
+    where the schedule takes none. ``chosen`` lists the settings filled in automatically; ``warnings`` names
+    settings that change the result (outside the variant's trained envelope, a schedule or cfg that does not
+    fit the checkpoint; sampling still runs).
     """
 
     mode: Mode
@@ -145,8 +147,9 @@ def resolve_sampling_plan(
         schedule = AUTO_SCHEDULE
     if schedule not in SCHEDULE_CHOICES:
         raise ValueError(f"unknown schedule {schedule!r}; allowed: {', '.join(SCHEDULE_CHOICES)}")
+    distilled_checkpoint = distilled or defaults.sampler == "distilled_sde"
     if schedule == AUTO_SCHEDULE:
-        schedule = "distilled" if (distilled or defaults.sampler == "distilled_sde") else "native"
+        schedule = "distilled" if distilled_checkpoint else "native"
         chosen.append(f"schedule {schedule}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be a positive integer (None for the default), got {steps!r}")
@@ -174,8 +177,9 @@ def resolve_sampling_plan(
             chosen.append(f"shift {resolved_shift:g}")
         else:  # "checkpoint": the shipped scheduler config decides
             resolved_shift = None
-    if guidance is None:
-        resolved_guidance = float(defaults.guidance)
+    if guidance is None:  # distilled checkpoints and the distilled schedule have guidance baked in: 1
+        baked = distilled_checkpoint or schedule in _FIXED_SIGMA_SCHEDULES
+        resolved_guidance = 1.0 if baked else float(defaults.guidance)
         chosen.append(f"cfg {resolved_guidance:g}")
     else:
         resolved_guidance = float(guidance)
@@ -190,8 +194,16 @@ def resolve_sampling_plan(
     interval = T2I_GUIDANCE_INTERVAL if cfg_interval else None
     if guidance_interval is not None:
         interval = tuple(float(t) for t in guidance_interval)
-    if schedule == "distilled" and resolved_guidance != 1.0:
-        warnings.append(f"cfg {resolved_guidance:g} with a distilled checkpoint: its guidance is baked in (use 1.0)")
+    if schedule == "distilled" and not distilled_checkpoint:
+        warnings.append(
+            f"schedule 'distilled' on a checkpoint that is not distilled ({CheckpointKind(kind).value}): its fixed "
+            "4-step sigmas (guidance 1) are made for *-4Step checkpoints; expect a rough result ('auto' picks "
+            "'native' here)"
+        )
+    if (schedule == "distilled" or distilled_checkpoint) and resolved_guidance != 1.0:
+        what = "a distilled checkpoint: its guidance is baked in" if distilled_checkpoint else (
+            "the 'distilled' schedule: it expects guidance 1")
+        warnings.append(f"cfg {resolved_guidance:g} with {what} (use 1.0, or 0 = auto)")
     return SamplingPlan(
         mode=mode, geometry=geometry, steps=resolved_steps, guidance=resolved_guidance, shift=resolved_shift,
         schedule=schedule, guidance_interval=interval, defaults=defaults, chosen=tuple(chosen),
