@@ -459,5 +459,5 @@ def test_text_encode_refuses_an_empty_prompt_unless_allowed(m, model, prompt):
         node.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0, False)
     encoded = node.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0, True)[0]
     assert encoded.cond.text_len > 0
-    allow = node.define_schema().inputs[-1]
+    allow = next(i for i in node.define_schema().inputs if i.id == "allow_empty")
     assert (allow.id, allow.default, allow.optional) == ("allow_empty", False, True)
