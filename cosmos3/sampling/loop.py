@@ -11,6 +11,7 @@ import torch
 from ..errors import Cosmos3Error
 from ..geometry import Geometry
 from ..model.transformer import BatchedTextKV, Cosmos3Transformer
+from ..runtime.parallel import ParallelError, ParallelRuntime, use_sequence_parallel
 from ..runtime.step_cache import StepCache
 from ..text.encoding import EncodedPrompt
 from .conditioning import ImageCondition
@@ -102,6 +103,7 @@ def sample(
     device: torch.device | str | None = None,
     cfg_batch: bool = False,
     step_cache: StepCache | None = None,
+    parallel: ParallelRuntime | None = None,
 ) -> torch.Tensor:
     """Denoise from seeded noise; returns normalised latents ``[1, 48, T', H/16, W/16]`` float32 on the CPU.
 
@@ -117,6 +119,12 @@ def sample(
     different lengths are padded and masked); equal to the serial passes up to floating-point reassociation.
     ``step_cache`` (:class:`~cosmos3.runtime.step_cache.StepCache`) lets steps whose input barely changed reuse
     the previous generation-tower residual (approximate; off by default).
+
+    ``parallel`` (:class:`~cosmos3.runtime.parallel.ParallelRuntime`): call ``sample`` on every rank of the run with
+    the same arguments; the generation stream is sharded over the sequence group (Ulysses/ring) and, with
+    ``cfg=2``, cond and uncond run on different rank groups and are combined once per step. Every rank returns
+    the same latents. The ranks agree before each step, so an exception on one rank (e.g. an interrupting
+    ``callback``) stops the others with :class:`~cosmos3.runtime.parallel.ParallelError` instead of a hang.
     """
     if not isinstance(sampler, FlowSampler):
         raise TypeError(
@@ -154,13 +162,25 @@ def sample(
     total = sampler.num_steps
     if step_cache is not None:
         step_cache.reset(total)
+    cfg_split = parallel is not None and parallel.config.cfg == 2
+    sharded = use_sequence_parallel(transformer, parallel)
+    sharded.__enter__()
     try:
         for index in range(total):
+            if parallel is not None and not parallel.agree(True):
+                raise ParallelError(f"another rank stopped the parallel run before step {index + 1} of {total}")
             timestep = sampler.timesteps[index].item()
             if step_cache is not None:
                 step_cache.begin_step(index)
             guided = use_cfg and guidance_active(timestep, guidance_interval)
-            if guided and both is not None:
+            if guided and cfg_split:  # this rank's branch only; the pair is exchanged once per step
+                mine = parallel.cfg_index == 0
+                v_branch = transformer.velocity(
+                    latents, timestep, cond_cache if mine else uncond_cache, fps=fps, condition_frames=frames,
+                    step_cache=step_cache, branch="cond" if mine else "uncond",
+                ).float()
+                v = cfg_combine(*parallel.exchange_cfg(v_branch), guidance)
+            elif guided and both is not None:
                 pair = transformer.velocity_batch(
                     latents, timestep, both, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cfg"
                 ).float()
@@ -198,7 +218,15 @@ def sample(
                 )
             if callback is not None:
                 callback(StepInfo(index, total, float(timestep), latents.float(), denoised))
+    except BaseException as exc:
+        if parallel is not None and not isinstance(exc, ParallelError):
+            try:  # tell the other ranks (waiting at the next step's signal) to stop too
+                parallel.agree(False)
+            except ParallelError:
+                pass
+        raise
     finally:  # free what only sampling needed (the VAE decode wants the room)
+        sharded.__exit__(None, None, None)
         swap = getattr(transformer, "block_swap", None)
         if swap is not None:
             swap.unload_all()  # the layer prefetched for a next pass

@@ -1,0 +1,50 @@
+"""Several processes (GPUs) per generation: sequence parallel (Ulysses, ring) and CFG parallel.
+
+* :class:`ParallelConfig` — the layout ``ulysses * ring * cfg`` and its checks (:mod:`.config`);
+* :func:`init_parallel` / :class:`ParallelRuntime` — process groups on ``torch.distributed`` (:mod:`.groups`);
+* :class:`SequenceParallel` — sharded generation-stream attention (:mod:`.sequence`);
+* :func:`use_sequence_parallel` — install it on a transformer for one sampling run.
+
+The sampling loop (:func:`cosmos3.sampling.loop.sample`, ``parallel=``) runs on every rank with the same seed and
+the same latents; each rank computes its shard (and its CFG branch), so every rank ends with identical latents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from .config import ParallelConfig, ParallelConfigError, kv_heads_per_rank
+from .groups import DEFAULT_TIMEOUT_S, ParallelError, ParallelRuntime, init_parallel
+from .sequence import SequenceParallel, attention_lse, merge_partial
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "ParallelConfig",
+    "ParallelConfigError",
+    "ParallelError",
+    "ParallelRuntime",
+    "SequenceParallel",
+    "attention_lse",
+    "init_parallel",
+    "kv_heads_per_rank",
+    "merge_partial",
+    "use_sequence_parallel",
+]
+
+
+@contextlib.contextmanager
+def use_sequence_parallel(transformer, runtime: ParallelRuntime | None) -> Iterator[SequenceParallel | None]:
+    """Shard ``transformer``'s generation stream over ``runtime``'s sequence group for the ``with`` block
+    (nothing when ``runtime`` is ``None`` or its sequence degree is 1)."""
+    if runtime is None or runtime.config.sequence_degree == 1:
+        yield None
+        return
+    cfg = transformer.config
+    previous = transformer.sequence_parallel
+    sp = SequenceParallel(runtime, cfg.num_attention_heads, cfg.num_key_value_heads)
+    transformer.sequence_parallel = sp
+    try:
+        yield sp
+    finally:
+        transformer.sequence_parallel = previous
