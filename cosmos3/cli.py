@@ -18,6 +18,7 @@ from .files.media import (
     read_video,
     write_frames,
 )
+from .runtime.parallel import ParallelConfig
 from .sampling.schedulers import SCHEDULE_HELP, SCHEDULES
 
 
@@ -73,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
         help="allow sizes/frames outside the trained envelope of the variant",
     )
     gen.add_argument("--output", required=True, type=Path, help=f"output file: {', '.join(OUTPUT_FORMATS)}")
+    gen.add_argument(
+        "--parallel", default=None, metavar="LAYOUT",
+        help="split sampling over the processes of a torchrun launch, e.g. ulysses=2,cfg=2 (ulysses*ring*cfg = "
+        "--nproc-per-node x nodes); only rank 0 writes the output",
+    )
+    gen.add_argument(
+        "--parallel-timeout", type=float, default=600.0, help="seconds before a stalled collective fails the run"
+    )
 
     demo = sub.add_parser("demo", help="install check on a tiny random checkpoint (the outputs are noise)")
     demo.add_argument("--output-dir", type=Path, default=Path("cosmos3-demo-output"))
@@ -80,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_generate(args: argparse.Namespace) -> Path:
+def run_generate(args: argparse.Namespace) -> Path | None:
     from .pipeline import Cosmos3Pipeline
 
     output = check_output_path(args.output, args.frames)
@@ -88,14 +97,31 @@ def run_generate(args: argparse.Namespace) -> Path:
         raise ValueError(f"{output}: .png holds one image; pass --frames 1 (text-to-image) or use .mp4/.webp/.npy")
     image = read_image(args.image) if args.image is not None else None
     video = read_video(args.video) if args.video is not None else None
+    layout = ParallelConfig.parse(args.parallel) if getattr(args, "parallel", None) else None
     device = _device(args.device)
     dtype = _dtype(args.dtype, device)
     start = time.perf_counter()
-    pipe = Cosmos3Pipeline.from_pretrained(args.checkpoint, dtype=dtype, device=device, vae_path=args.vae)
-    print(
-        f"loaded {args.checkpoint} ({pipe.variant.value}, {dtype}, {device}) in {time.perf_counter() - start:.1f}s",
-        file=sys.stderr,
+    pipe = Cosmos3Pipeline.from_pretrained(
+        args.checkpoint, dtype=dtype, device=device, vae_path=args.vae, parallel=layout,
+        parallel_timeout_s=getattr(args, "parallel_timeout", 600.0),
     )
+    try:
+        return _generate_and_write(pipe, args, output, image, video, dtype, start)
+    finally:
+        if pipe.parallel is not None:
+            pipe.parallel.close()
+
+
+def _generate_and_write(pipe, args, output, image, video, dtype, start) -> Path | None:
+    main = pipe.parallel is None or pipe.parallel.is_main
+    where = pipe.transformer.gen_tower.proj_in.weight.device
+    if pipe.parallel is not None:
+        where = f"{where}, rank {pipe.parallel.rank} of {pipe.parallel.world_size}, {pipe.parallel.config.describe()}"
+    if main:
+        print(
+            f"loaded {args.checkpoint} ({pipe.variant.value}, {dtype}, {where}) in {time.perf_counter() - start:.1f}s",
+            file=sys.stderr,
+        )
     frames = pipe.generate(
         args.prompt,
         args.negative_prompt,
@@ -112,10 +138,12 @@ def run_generate(args: argparse.Namespace) -> Path:
         shift=args.shift,
         prompt_style=args.prompt_style,
         use_system_prompt=args.system_prompt,
-        callback=_progress,
+        callback=_progress if main else None,
         strict_sizes=args.strict_sizes,
         tiled_decode={"auto": None, "on": True, "off": False}[args.tiled_decode],
     )
+    if not main:  # only rank 0 decodes and writes
+        return None
     write_frames(frames, output, fps=args.fps)
     print(
         f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "

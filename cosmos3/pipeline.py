@@ -16,10 +16,13 @@ from typing import Any
 import torch
 
 from .defaults import GenerationDefaults, Mode, generation_defaults
+from .errors import Cosmos3Error
 from .files.checkpoint import CheckpointInfo
+from .files.json_files import read_json_object
 from .model.loading import load_text_tower, load_transformer
 from .model.transformer import Cosmos3Transformer
 from .runtime.offload import TEXT_TOWER_MODES, TextTowerResidency
+from .runtime.parallel import DEFAULT_TIMEOUT_S, ParallelConfig, ParallelRuntime, init_parallel
 from .runtime.step_cache import StepCache
 from .sampling.conditioning import (
     ImageCondition,
@@ -72,7 +75,10 @@ class Cosmos3Pipeline:
     generation-tower pass), ``step_cache`` (a :class:`~cosmos3.runtime.step_cache.StepCache` or ``None``),
     ``text_residency`` (:class:`~cosmos3.runtime.offload.TextTowerResidency`: whether the text tower leaves the device
     after encoding) and ``prompt_cache`` (:class:`~cosmos3.text.encoding.PromptKVCache`: K/V of recent prompts,
-    so repeating a prompt needs no text tower).
+    so repeating a prompt needs no text tower). ``parallel`` (a
+    :class:`~cosmos3.runtime.parallel.ParallelRuntime`, set by ``from_pretrained(parallel=...)``): every rank of the
+    run calls :meth:`generate` with the same arguments; the sampling is split over the ranks and only rank 0
+    decodes and returns frames (the other ranks return ``None``).
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class Cosmos3Pipeline:
         self.prompt_cache = prompt_cache
         self.cfg_batch = False
         self.step_cache: StepCache | None = None
+        self.parallel: ParallelRuntime | None = None
         self._warned_unguarded = False
 
     @classmethod
@@ -109,6 +116,8 @@ class Cosmos3Pipeline:
         text_offload_device: torch.device | str = "cpu",
         prompt_cache: int | None = None,
         attention_backend: str | None = None,
+        parallel: ParallelConfig | ParallelRuntime | None = None,
+        parallel_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Cosmos3Pipeline:
         """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
 
@@ -119,10 +128,27 @@ class Cosmos3Pipeline:
         encoding, reloaded from the checkpoint for a new prompt). ``prompt_cache``: how many prompts' K/V to
         keep (default 4 when the text tower is evicted, else 0). ``attention_backend``: see
         :mod:`cosmos3.model.attention`.
+
+        ``parallel``: a :class:`~cosmos3.runtime.parallel.ParallelConfig` joins the process group of the run
+        (under ``torchrun``: from its environment; collectives time out after ``parallel_timeout_s``) after checking
+        the layout against the checkpoint's heads and the world size, before any weight is read; the weights then
+        load onto this rank's device (``cuda:LOCAL_RANK``, or the CPU with gloo), whatever ``device`` says. A
+        ready :class:`~cosmos3.runtime.parallel.ParallelRuntime` is used as it is.
         """
         mode = text_tower_mode(offload_text_tower)
         info = CheckpointInfo.read(checkpoint_dir)
         transformer_path = info.root / "transformer"
+        runtime = None
+        if isinstance(parallel, ParallelConfig):
+            heads = read_json_object(transformer_path / "config.json", Cosmos3Error, "transformer config")
+            runtime = init_parallel(
+                parallel, timeout_s=parallel_timeout_s, num_heads=heads.get("num_attention_heads"),
+                num_kv_heads=heads.get("num_key_value_heads"),
+            )
+        elif parallel is not None:
+            runtime = parallel
+        if runtime is not None:
+            device = runtime.device
         transformer = load_transformer(
             transformer_path,
             dtype=dtype,
@@ -144,7 +170,7 @@ class Cosmos3Pipeline:
         entries = prompt_cache if prompt_cache is not None else (4 if mode != "keep" else 0)
         vae = load_vae(vae_path or info.root / "vae", dtype=vae_dtype or dtype, device=device)
         tokenizer = load_text_tokenizer(info.root, vocab_size=transformer.config.vocab_size)
-        return cls(
+        pipe = cls(
             transformer,
             vae,
             tokenizer,
@@ -152,6 +178,8 @@ class Cosmos3Pipeline:
             text_residency=residency,
             prompt_cache=PromptKVCache(entries) if entries else None,
         )
+        pipe.parallel = runtime
+        return pipe
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -223,6 +251,9 @@ class Cosmos3Pipeline:
         ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last; without one
         the first unguarded call on this pipeline emits a :class:`UserWarning` (:data:`UNGUARDED_WARNING`).
         ``return_latents`` returns the normalised latents instead of decoding them.
+
+        With :attr:`parallel` set, call this on every rank with the same arguments; rank 0 decodes (the VAE runs
+        once, on rank 0) and returns the frames, the other ranks return ``None`` after sampling.
         """
         info = self.info
         plan = resolve_sampling_plan(
@@ -271,8 +302,10 @@ class Cosmos3Pipeline:
         latents = sample(
             self.transformer, encoded, sampler, guidance_scale=plan.guidance, seed=seed, condition=condition,
             guidance_interval=plan.guidance_interval, callback=step_callback, cfg_batch=self.cfg_batch,
-            step_cache=self.step_cache,
+            step_cache=self.step_cache, parallel=self.parallel,
         )
+        if self.parallel is not None and not self.parallel.is_main:
+            return None
         if return_latents:
             return latents
         frames = self.decode(latents, tiled=tiled_decode)

@@ -110,3 +110,14 @@ def killed_rank_worker(rank: int, world: int, init: str, out_dir: str, timeout_s
         (out / f"rank{rank}.result").write_text(f"{type(exc).__name__}|{time.monotonic() - start:.1f}|{exc}")
     finally:
         runtime.close()
+
+
+def cli_worker(rank: int, world: int, port: int, argv: list, out_dir: str) -> None:
+    """``python -m cosmos3 generate ... --parallel ...`` as one torchrun rank (environment set like torchrun)."""
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    from cosmos3.cli import main
+
+    code = main(list(argv))
+    (Path(out_dir) / f"rank{rank}.code").write_text(str(code))

@@ -127,3 +127,41 @@ def test_lse_blocks_merge_to_full_attention():
 
 def test_model_without_parallel_is_unchanged():
     assert tiny_model().sequence_parallel is None
+
+
+@pytest.mark.slow
+def test_cli_parallel_under_torchrun_env_only_rank0_writes(tmp_path):
+    import numpy as np
+    from parallel_support import cli_worker
+    from tiny_models import demo_checkpoint
+
+    from cosmos3.cli import main
+
+    checkpoint = demo_checkpoint()
+    common = ["generate", "--checkpoint", str(checkpoint), "--prompt", "a red ball rolls", "--frames", "5",
+              "--height", "48", "--width", "48", "--steps", "2", "--guidance", "3", "--no-strict-sizes",
+              "--device", "cpu", "--dtype", "fp32"]
+    single = tmp_path / "single.npy"
+    assert main([*common, "--output", str(single)]) == 0
+    out_dir = tmp_path / "ranks"
+    out_dir.mkdir()
+    parallel = out_dir / "parallel.npy"
+    argv = [*common, "--output", str(parallel), "--parallel", "ulysses=2", "--parallel-timeout", "60"]
+    codes = run_local(cli_worker, 2, (free_port(), argv, str(out_dir)), timeout_s=300)
+    assert codes == [0, 0]
+    assert [(out_dir / f"rank{r}.code").read_text() for r in range(2)] == ["0", "0"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["parallel.npy", "rank0.code", "rank1.code"]
+    assert np.abs(np.load(parallel) - np.load(single)).max() <= 1e-5
+
+
+def test_cli_rejects_a_layout_the_world_cannot_take(tmp_path, capsys):
+    from tiny_models import demo_checkpoint
+
+    from cosmos3.cli import main
+
+    argv = ["generate", "--checkpoint", str(demo_checkpoint()), "--prompt", "a", "--frames", "1", "--height", "48",
+            "--width", "48", "--output", str(tmp_path / "x.png"), "--device", "cpu", "--parallel", "ulysses=3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ulysses=3 does not divide the 4 attention heads" in err and "needs 3 processes" in err
+    assert not (tmp_path / "x.png").exists()
