@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from . import conditioning_nodes, guardrail_nodes, latent_nodes, model_nodes, sampler_nodes, text_nodes, vae_nodes
+from . import (
+    conditioning_nodes,
+    guardrail_nodes,
+    latent_nodes,
+    model_nodes,
+    parallel_nodes,
+    sampler_nodes,
+    text_nodes,
+    vae_nodes,
+)
 from .common import DISPLAY_PREFIX
 
 NODE_PREFIX = "C3MoT"
 
 # Node modules in registration order. Each defines ``NODES``: a list of ``io.ComfyNode`` classes whose schema's
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
-NODE_MODULES = (guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes)
+NODE_MODULES = (
+    guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, parallel_nodes
+)
 
 
 def collect_nodes() -> dict[str, type]:

@@ -24,14 +24,15 @@ from ..cosmos3.runtime.offload import enable_block_swap
 from ..cosmos3.runtime.step_cache import StepCache
 from ..cosmos3.sampling import plan as plan_mod
 from ..cosmos3.sampling.conditioning import ImageCondition
-from ..cosmos3.sampling.loop import MAX_GUIDANCE, sample
+from ..cosmos3.sampling.loop import MAX_GUIDANCE
 from ..cosmos3.sampling.schedulers import MAX_SHIFT, MAX_STEPS, SamplerConfigError
 from ..cosmos3.text.encoding import EncodedPrompt
-from . import _comfy
+from . import _comfy, parallel_nodes
 from ._comfy import io
 from .common import (
     C3MOT_IMAGE_COND,
     C3MOT_MODEL,
+    C3MOT_PARALLEL,
     C3MOT_TEXT,
     CATEGORY_ROOT,
     MAX_SEED,
@@ -142,6 +143,7 @@ def run_sampler(
     step_cache_warmup: int = 3,
     blocks_to_swap: int = 0,
     compile_layers: bool = False,
+    parallel=None,
 ) -> dict:
     """Everything the Sampler node does; returns the LATENT dict.
 
@@ -181,6 +183,7 @@ def run_sampler(
     cache = _speed_options(
         model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
     )
+    run = parallel_nodes.sampler_for(model, parallel, attention, cache)  # a bad layout fails before weights move
     for warning in plan.warnings:
         log.warning("[Cosmos3 MoT] %s", warning)
     use_cfg = plan.guidance != 1.0
@@ -221,7 +224,7 @@ def run_sampler(
     previous = transformer.attention_backend
     transformer.attention_backend = attention
     try:
-        latents = sample(
+        latents = run(
             transformer, text, sampler, guidance_scale=plan.guidance, seed=seed, condition=image_cond,
             guidance_interval=plan.guidance_interval, callback=on_step, device=device, cfg_batch=cfg_batch,
             step_cache=cache,
@@ -336,10 +339,8 @@ class Sampler(io.ComfyNode):
                 io.Boolean.Input(
                     "cfg_interval",
                     default=False,
-                    tooltip=(
-                        "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
-                        "text-to-image; the framework default is off)."
-                    ),
+                    tooltip=("Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use "
+                             "for text-to-image; the framework default is off)."),
                 ),
                 C3MOT_IMAGE_COND.Input(
                     "image_cond",
@@ -389,22 +390,19 @@ class Sampler(io.ComfyNode):
                     max=MAX_BLOCKS_TO_SWAP,
                     step=1,
                     optional=True,
-                    tooltip=(
-                        "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
-                        "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
-                        "slower when PCIe "
-                        "cannot keep up."
-                    ),
+                    tooltip=("Generation layers kept in system RAM and streamed to the GPU one layer ahead while "
+                             "sampling (0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
+                             "slower when PCIe cannot keep up."),
                 ),
                 io.Boolean.Input(
                     "compile",
                     default=False,
                     optional=True,
-                    tooltip=(
-                        "torch.compile the generation layers (the first run compiles and is slow; needs a working "
-                        "Triton/C++ toolchain)."
-                    ),
+                    tooltip=("torch.compile the generation layers (the first run compiles and is slow; needs a working "
+                             "Triton/C++ toolchain)."),
                 ),
+                C3MOT_PARALLEL.Input("parallel", optional=True, tooltip=(
+                    "Optional: from the Cosmos3 MoT Parallel node, to split each step over several GPUs.")),
             ],
             outputs=[
                 io.Latent.Output(
@@ -433,6 +431,7 @@ class Sampler(io.ComfyNode):
         step_cache_warmup=3,
         blocks_to_swap=0,
         compile=False,
+        parallel=None,
     ) -> io.NodeOutput:
         return io.NodeOutput(
             run_sampler(
@@ -452,6 +451,7 @@ class Sampler(io.ComfyNode):
                 step_cache_warmup=step_cache_warmup,
                 blocks_to_swap=blocks_to_swap,
                 compile_layers=compile,
+                parallel=parallel,
             )
         )
 

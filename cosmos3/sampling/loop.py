@@ -11,7 +11,7 @@ import torch
 from ..errors import Cosmos3Error
 from ..geometry import Geometry
 from ..model.transformer import BatchedTextKV, Cosmos3Transformer
-from ..runtime.parallel import ParallelError, ParallelRuntime, use_sequence_parallel
+from ..runtime.parallel import ParallelError, ParallelRuntime, ParallelStopped, use_sequence_parallel
 from ..runtime.step_cache import StepCache
 from ..text.encoding import EncodedPrompt
 from .conditioning import ImageCondition
@@ -168,7 +168,7 @@ def sample(
     try:
         for index in range(total):
             if parallel is not None and not parallel.agree(True):
-                raise ParallelError(f"another rank stopped the parallel run before step {index + 1} of {total}")
+                raise ParallelStopped(f"another rank stopped the parallel run before step {index + 1} of {total}")
             timestep = sampler.timesteps[index].item()
             if step_cache is not None:
                 step_cache.begin_step(index)
@@ -218,6 +218,8 @@ def sample(
                 )
             if callback is not None:
                 callback(StepInfo(index, total, float(timestep), latents.float(), denoised))
+        if parallel is not None and not parallel.agree(True):  # a stop raised by another rank's last callback
+            raise ParallelStopped(f"another rank stopped the parallel run after step {total} of {total}")
     except BaseException as exc:
         if parallel is not None and not isinstance(exc, ParallelError):
             try:  # tell the other ranks (waiting at the next step's signal) to stop too

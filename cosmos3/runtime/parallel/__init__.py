@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterator
 
 from .config import ParallelConfig, ParallelConfigError, kv_heads_per_rank
-from .groups import DEFAULT_TIMEOUT_S, ParallelError, ParallelRuntime, init_parallel
+from .groups import DEFAULT_TIMEOUT_S, ParallelError, ParallelRuntime, ParallelStopped, init_parallel
 from .sequence import SequenceParallel, attention_lse, merge_partial
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ParallelConfigError",
     "ParallelError",
     "ParallelRuntime",
+    "ParallelStopped",
     "SequenceParallel",
     "attention_lse",
     "init_parallel",

@@ -35,6 +35,11 @@ class ParallelError(Cosmos3Error, RuntimeError):
     """A collective of a parallel run failed: another rank stopped, crashed or exceeded the timeout."""
 
 
+class ParallelStopped(ParallelError):
+    """Another rank asked every rank to stop between two steps (interrupt, or an error there); the process
+    group is intact and can run the next job."""
+
+
 @dataclass
 class ParallelRuntime:
     """One rank's view of a parallel run: its coordinates, the sub-groups and the device it computes on."""
@@ -91,7 +96,7 @@ class ParallelRuntime:
         except ParallelError:
             raise
         except (RuntimeError, OSError, dist.DistError) as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ParallelError(
                 f"parallel {operation} failed on rank {self.rank} of {self.world_size} "
                 f"({self.config.describe()}): another rank stopped, crashed or exceeded the "

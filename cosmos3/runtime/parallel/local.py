@@ -7,9 +7,12 @@ in ``world`` processes, waits for all of them up to a deadline and kills (then r
 
 from __future__ import annotations
 
+import pickle
+import runpy
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch.multiprocessing as mp
@@ -52,3 +55,19 @@ def run_local(fn: Callable[..., Any], world: int, args: tuple = (), timeout_s: f
     finally:
         reap(processes)
     return [proc.exitcode for proc in processes]
+
+
+def spawn_worker(ctx, fn: Callable[..., Any], args: tuple, inherited: tuple = (), name: str | None = None):
+    """A (not yet started) spawn-context process running ``fn(*args, *inherited)``, importable under whatever
+    module name this package has in the host (see :mod:`._spawn_entry`). ``args`` are pickled by value;
+    ``inherited`` (queues, pipes) are handed over at spawn."""
+    module = fn.__module__
+    root = module.split(".cosmos3.", 1)[0] if ".cosmos3." in module else None
+    folder = str(Path(__file__).resolve().parents[3])
+    entry = str(Path(__file__).with_name("_spawn_entry.py"))
+    init_globals = {
+        "ROOT": root, "FOLDER": folder, "TARGET": (module, fn.__name__), "PAYLOAD": pickle.dumps(args),
+        "INHERITED": tuple(inherited),
+    }
+    return ctx.Process(target=runpy.run_path, args=(entry,), kwargs={"init_globals": init_globals}, daemon=True,
+                       name=name)
