@@ -52,6 +52,7 @@ class ParallelRuntime:
     sequence_group: object | None = None
     cfg_group: object | None = None
     owns_default_group: bool = False
+    bytes_sent: int = 0  # payload bytes this rank sent (attention exchange, gathers, CFG exchange)
     _closed: bool = field(default=False, repr=False)
 
     # ------------------------------------------------------------------ coordinates
@@ -118,6 +119,7 @@ class ParallelRuntime:
         if self.cfg_group is None:
             raise ParallelError("exchange_cfg needs cfg=2")
         parts = [torch.empty_like(mine) for _ in range(2)]
+        self.bytes_sent += mine.numel() * mine.element_size()
         with self.guard("all_gather (cfg)"):
             dist.all_gather(parts, mine.contiguous(), group=self.cfg_group)
         return parts[0], parts[1]

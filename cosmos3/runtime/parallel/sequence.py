@@ -89,7 +89,6 @@ class SequenceParallel:
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.total = 0  # true token count of the current forward
         self.block = 0  # tokens per shard (padded)
-        self.bytes_sent = 0  # communication counter (bench/parallel.py)
 
     @property
     def degree(self) -> int:
@@ -116,7 +115,7 @@ class SequenceParallel:
     def gather(self, hidden: torch.Tensor) -> torch.Tensor:
         """This rank's ``[B, block, H]`` output -> the full ``[B, N, H]`` (the same on every rank of the group)."""
         parts = self.runtime.gather_sequence(hidden)
-        self.bytes_sent += hidden.numel() * hidden.element_size() * (self.degree - 1)
+        self.runtime.bytes_sent += hidden.numel() * hidden.element_size() * (self.degree - 1)
         return torch.cat(parts, dim=1)[:, : self.total]
 
     # ------------------------------------------------------------------ attention
@@ -169,7 +168,7 @@ class SequenceParallel:
         recv = torch.empty_like(send)
         with self.runtime.guard("all_to_all (ulysses)"):
             dist.all_to_all_single(recv, send, group=self.runtime.ulysses_group)
-        self.bytes_sent += send.numel() * send.element_size() * (u - 1) // u
+        self.runtime.bytes_sent += send.numel() * send.element_size() * (u - 1) // u
         if scatter_heads:  # recv[j] = rank j's tokens, my heads
             return recv.permute(1, 0, 2, 3, 4).reshape(b, u * n, h // u, d)
         return recv.permute(1, 2, 0, 3, 4).reshape(b, n // u, u * h, d)  # recv[j] = my tokens, head slice j
@@ -206,7 +205,7 @@ class SequenceParallel:
                     pending = dist.batch_isend_irecv(
                         [dist.P2POp(dist.isend, current, nxt), dist.P2POp(dist.irecv, incoming, prv)]
                     )
-                self.bytes_sent += current.numel() * current.element_size()
+                self.runtime.bytes_sent += current.numel() * current.element_size()
             source = (me - step) % ring
             valid = min(max(self.total - source * chunk, 0), chunk)
             if valid:
