@@ -4,10 +4,10 @@ Three parts:
 
 1. **Measured on this machine** (default; CPU processes on gloo, or ``--gpu`` with NCCL on the GPUs there):
    every layout in ``--layouts`` runs the same sampling steps (CFG on) in ``ulysses*ring*cfg`` spawned
-   processes; the baseline, one process without any parallelism, runs in the same invocation. Per layout: the
-   communication payload one rank sent per step (counted by :class:`~cosmos3.runtime.parallel.ParallelRuntime`)
-   next to the analytic model below, and the best step time and its ratio to the baseline. On a CPU with
-   fewer cores than processes the ranks share cores, so the times show overhead, not speed-up.
+   processes, round-robin with the baseline (rank 0 alone, without any parallelism, while the others wait).
+   Per layout: the communication payload one rank sent per step (counted by
+   :class:`~cosmos3.runtime.parallel.ParallelRuntime`) next to the analytic model below, the best step times and
+   the median per-round speed-up. On a CPU with fewer cores than processes the ranks share cores.
 2. **Model** (always printed): per-step bytes per rank and step time for Nano and Super at 720p (189 frames,
    44,160 generation tokens, 512 text tokens, bf16, CFG on) on 2/4/8 GPUs, from
 
@@ -149,28 +149,32 @@ def _worker(rank: int, world: int, init: str, layouts: list, spec: dict, out: st
     t, h, w = spec["grid"]
     geometry = Geometry(4 * (t - 1) + 1, 16 * h, 16 * w)
     prompt = EncodedPrompt(cond, uncond, geometry=geometry, style="framework", cond_text="a", uncond_text="b")
+    def timed(runtime) -> float:
+        sampler = build_sampler("euler", spec["steps"], 3.0)
+        if gpu:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        sample(model, prompt, sampler, guidance_scale=4.0, seed=0, parallel=runtime, device=device)
+        if gpu:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / spec["steps"]
+
     results = {}
     for text in layouts:
-        runtime = None
-        if text != "1 process":
-            runtime = init_parallel(ParallelConfig.parse(text), device=device, timeout_s=600)
-        times = []
-        for run in range(spec["runs"] + 1):
-            sampler = build_sampler("euler", spec["steps"], 3.0)
-            if runtime is not None:
-                runtime.bytes_sent = 0
-            if gpu:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            sample(model, prompt, sampler, guidance_scale=4.0, seed=0, parallel=runtime, device=device)
-            if gpu:
-                torch.cuda.synchronize()
-            if run:  # the first run warms up
-                times.append((time.perf_counter() - start) / spec["steps"])
-        sent = runtime.bytes_sent / spec["steps"] if runtime is not None else 0
-        results[text] = {"step_s": min(times), "bytes": sent}
-        if runtime is not None:
-            runtime.close()
+        runtime = init_parallel(ParallelConfig.parse(text), device=device, timeout_s=600)
+        base, times, ratios = [], [], []
+        for run in range(spec["runs"] + 1):  # round-robin: one process alone (the others wait), then all ranks
+            if rank == 0:
+                base.append(timed(None))
+            runtime.barrier()
+            runtime.bytes_sent = 0
+            times.append(timed(runtime))
+            if run and rank == 0:  # the first round warms up
+                ratios.append(base[-1] / times[-1])
+        sent = runtime.bytes_sent / spec["steps"]
+        results[text] = {"step_s": min(times[1:]), "base_s": min(base[1:]) if base else 0.0, "bytes": sent,
+                         "ratio": sorted(ratios)[len(ratios) // 2] if ratios else 0.0}
+        runtime.close()
     if rank == 0:
         Path(out).write_text(json.dumps(results))
 
@@ -183,7 +187,7 @@ def measure(args: argparse.Namespace) -> list[list[str]]:
     t, h, w = (int(x) for x in args.grid.lower().split("x"))
     spec = dict(config=config, grid=(t, h, w), text=args.text_tokens, steps=args.steps, runs=args.runs,
                 threads=args.threads, gpu=args.gpu)
-    by_world: dict[int, list[str]] = {1: ["1 process"]}
+    by_world: dict[int, list[str]] = {}
     for text in args.layouts:
         by_world.setdefault(ParallelConfig.parse(text).world_size, []).append(text)
     found: dict[str, dict] = {}
@@ -200,13 +204,11 @@ def measure(args: argparse.Namespace) -> list[list[str]]:
              kv_heads=config["num_key_value_heads"], head_dim=config["head_dim"], mlp=config["intermediate_size"],
              q_dim=config["num_attention_heads"] * config["head_dim"])
     element = 2 if args.gpu else 4
-    base = found["1 process"]["step_s"]
     rows = []
     for text, r in found.items():
-        layout = None if text == "1 process" else ParallelConfig.parse(text)
-        model_bytes = 0.0 if layout is None else step_bytes(m, layout, rows_tokens, element)
-        rows.append([text, f"{r['bytes'] / 2**20:.2f}", f"{model_bytes / 2**20:.2f}", f"{r['step_s']:.3f}",
-                     f"{base / r['step_s']:.2f}x"])
+        model_bytes = step_bytes(m, ParallelConfig.parse(text), rows_tokens, element)
+        rows.append([text, f"{r['bytes'] / 2**20:.2f}", f"{model_bytes / 2**20:.2f}", f"{r['base_s']:.3f}",
+                     f"{r['step_s']:.3f}", f"{r['ratio']:.2f}x"])
     return rows
 
 
@@ -235,7 +237,8 @@ def main() -> None:
     if not args.model_only:
         where = "GPUs, NCCL, bf16" if args.gpu else f"CPU processes, gloo, fp32, {args.threads} thread(s) each"
         print(f"Measured ({where}; grid {args.grid}, {args.text_tokens} text tokens, CFG on):")
-        _table(["layout", "MiB sent/rank/step", "model MiB", "s/step", "vs 1 process"], measure(args))
+        _table(["layout", "MiB sent/rank/step", "model MiB", "1 process s/step", "s/step", "speed-up (median)"],
+               measure(args))
         print()
     print(f"Model: 720p, 189 frames ({TOKENS_720P} tokens), {TEXT_TOKENS} text tokens, bf16, CFG on; assumed "
           f"{args.flops / 1e12:.0f} TFLOP/s per GPU and {args.link_gbps:.0f} GB/s per GPU (not measured):")

@@ -238,7 +238,7 @@ class Cosmos3Pipeline:
         tiled_decode: bool | None = None,
         guardrail: Any = None,
         return_latents: bool = False,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
 
         The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``

@@ -75,10 +75,13 @@ def compare_worker(rank: int, world: int, init: str, jobs: list, out_dir: str, t
     try:
         dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
         model = tiny_model()
-        results = {}
+        results, refs = {}, {}
         for layout, case, cfg_batch in jobs:
             key = f"{layout}|{case}|{int(cfg_batch)}"
-            results["ref|" + key] = run_sample(model, case, cfg_batch=cfg_batch)
+            reference = refs.get((case, cfg_batch))
+            if reference is None:
+                reference = refs[case, cfg_batch] = run_sample(model, case, cfg_batch=cfg_batch)
+            results["ref|" + key] = reference.clone()
             with init_parallel(ParallelConfig.parse(layout), device="cpu", timeout_s=timeout_s,
                                num_heads=4, num_kv_heads=2) as runtime:
                 results[key] = run_sample(model, case, parallel=runtime, cfg_batch=cfg_batch)

@@ -11,7 +11,7 @@ import torch
 from ..errors import Cosmos3Error
 from ..geometry import Geometry
 from ..model.transformer import BatchedTextKV, Cosmos3Transformer
-from ..runtime.parallel import ParallelError, ParallelRuntime, ParallelStopped, use_sequence_parallel
+from ..runtime.parallel import ParallelError, ParallelRuntime, ParallelStopped, sequence_parallel_for
 from ..runtime.step_cache import StepCache
 from ..text.encoding import EncodedPrompt
 from .conditioning import ImageCondition
@@ -163,8 +163,9 @@ def sample(
     if step_cache is not None:
         step_cache.reset(total)
     cfg_split = parallel is not None and parallel.config.cfg == 2
-    sharded = use_sequence_parallel(transformer, parallel)
-    sharded.__enter__()
+    previous_sharding = getattr(transformer, "sequence_parallel", None)
+    if parallel is not None:
+        transformer.sequence_parallel = sequence_parallel_for(transformer, parallel)
     try:
         for index in range(total):
             if parallel is not None and not parallel.agree(True):
@@ -228,7 +229,8 @@ def sample(
                 pass
         raise
     finally:  # free what only sampling needed (the VAE decode wants the room)
-        sharded.__exit__(None, None, None)
+        if parallel is not None:
+            transformer.sequence_parallel = previous_sharding
         swap = getattr(transformer, "block_swap", None)
         if swap is not None:
             swap.unload_all()  # the layer prefetched for a next pass

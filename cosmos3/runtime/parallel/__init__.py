@@ -3,7 +3,7 @@
 * :class:`ParallelConfig` — the layout ``ulysses * ring * cfg`` and its checks (:mod:`.config`);
 * :func:`init_parallel` / :class:`ParallelRuntime` — process groups on ``torch.distributed`` (:mod:`.groups`);
 * :class:`SequenceParallel` — sharded generation-stream attention (:mod:`.sequence`);
-* :func:`use_sequence_parallel` — install it on a transformer for one sampling run.
+* :func:`sequence_parallel_for` / :func:`use_sequence_parallel` — build it for a transformer / install it.
 
 The sampling loop (:func:`cosmos3.sampling.loop.sample`, ``parallel=``) runs on every rank with the same seed and
 the same latents; each rank computes its shard (and its CFG branch), so every rank ends with identical latents.
@@ -30,21 +30,25 @@ __all__ = [
     "init_parallel",
     "kv_heads_per_rank",
     "merge_partial",
+    "sequence_parallel_for",
     "use_sequence_parallel",
 ]
 
 
+def sequence_parallel_for(transformer, runtime: ParallelRuntime | None) -> SequenceParallel | None:
+    """The :class:`SequenceParallel` that shards ``transformer``'s generation stream over ``runtime``'s sequence
+    group (``None`` without a runtime or with sequence degree 1)."""
+    if runtime is None or runtime.config.sequence_degree == 1:
+        return None
+    cfg = transformer.config
+    return SequenceParallel(runtime, cfg.num_attention_heads, cfg.num_key_value_heads)
+
+
 @contextlib.contextmanager
 def use_sequence_parallel(transformer, runtime: ParallelRuntime | None) -> Iterator[SequenceParallel | None]:
-    """Shard ``transformer``'s generation stream over ``runtime``'s sequence group for the ``with`` block
-    (nothing when ``runtime`` is ``None`` or its sequence degree is 1)."""
-    if runtime is None or runtime.config.sequence_degree == 1:
-        yield None
-        return
-    cfg = transformer.config
+    """Install :func:`sequence_parallel_for` on ``transformer`` for the ``with`` block."""
     previous = transformer.sequence_parallel
-    sp = SequenceParallel(runtime, cfg.num_attention_heads, cfg.num_key_value_heads)
-    transformer.sequence_parallel = sp
+    transformer.sequence_parallel = sp = sequence_parallel_for(transformer, runtime)
     try:
         yield sp
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import time
 import traceback
@@ -136,6 +137,8 @@ class ParallelWorkers:
         self.close()
         world = self.config.world_size
         init = f"tcp://127.0.0.1:{free_port()}"
+        if self.devices[0].type == "cuda":  # a stalled NCCL collective raises here instead of aborting the host
+            os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
         ctx = mp.get_context("spawn")
         self._replies = ctx.Queue()
         self._jobs[:] = [ctx.Queue() for _ in range(1, world)]
