@@ -12,13 +12,19 @@ import pickle
 import sys
 import types
 
-_root, _folder = globals()["ROOT"], globals()["FOLDER"]
-if _root is not None and _root not in sys.modules:
-    _package = types.ModuleType(_root)
-    _package.__path__ = [_folder]
-    sys.modules[_root] = _package
-    if _folder not in sys.path:
-        sys.path.append(_folder)
-_module, _name = globals()["TARGET"]
-_args = pickle.loads(globals()["PAYLOAD"])
-getattr(importlib.import_module(_module), _name)(*_args, *globals()["INHERITED"])
+
+def _main(config: dict) -> None:
+    root, folder = config["ROOT"], config["FOLDER"]
+    if root is not None and root not in sys.modules:
+        package = types.ModuleType(root)
+        package.__path__ = [folder]
+        sys.modules[root] = package
+        if folder not in sys.path:
+            sys.path.append(folder)
+    module, name = config["TARGET"]
+    args = pickle.loads(config["PAYLOAD"])
+    getattr(importlib.import_module(module), name)(*args, *config["INHERITED"])
+
+
+if "PAYLOAD" in globals():  # run by runpy.run_path(init_globals=...); importing this module does nothing
+    _main(globals())
