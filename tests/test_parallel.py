@@ -52,7 +52,6 @@ def test_two_ranks_ulysses_cfg_ring(tmp_path):
     _run(2, jobs, tmp_path)
 
 
-@pytest.mark.slow
 def test_four_ranks_combined_layouts(tmp_path):
     jobs = [
         ("ulysses=2,cfg=2", "t2v", False),
@@ -64,10 +63,6 @@ def test_four_ranks_combined_layouts(tmp_path):
         ("ring=4", "i2v", False),
     ]
     _run(4, jobs, tmp_path)
-
-
-def test_four_ranks_ulysses_cfg_t2v(tmp_path):
-    _run(4, [("ulysses=2,cfg=2", "t2v", False), ("ring=4", "t2i", False)], tmp_path)
 
 
 def test_killed_rank_fails_the_others_quickly(tmp_path):
