@@ -163,7 +163,9 @@ def measured(device: str, setup_fn: Callable[[], Callable[[], Any]]) -> None:
         step()
     resident = getattr(step, "resident", None)
     resident = resident() if callable(resident) else resident  # some accountings are only known after a step
-    print("MEASURE " + json.dumps({"rss_setup": setup_peak, "rss": m["rss"], "vram": m["vram"], "resident": resident}))
+    extra = getattr(step, "measure_extra", None)  # a script's own figures (e.g. peak anonymous RSS), a dict
+    print("MEASURE " + json.dumps({"rss_setup": setup_peak, "rss": m["rss"], "vram": m["vram"], "resident": resident,
+                                   **(extra() if callable(extra) else {})}))
 
 
 @contextmanager

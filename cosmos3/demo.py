@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .audio.config import SoundTokenizerConfig
+from .audio.decoder import SoundDecoder
 from .model.config import TransformerConfig
 from .model.loading import checkpoint_key
 from .model.transformer import Cosmos3Transformer
@@ -33,6 +35,10 @@ DEMO_TRANSFORMER = dict(
     intermediate_size=128, vocab_size=256, rope_axes_dim=[8, 4, 4],
 )
 DEMO_VAE = dict(base_dim=16, decoder_base_dim=24)
+# Sound like the real checkpoints (a sound head + sound_tokenizer/), tiny: 16 kHz stereo, 80 samples per latent.
+DEMO_SOUND_DIM = 16
+DEMO_SOUND = dict(sampling_rate=16000, vocoder_input_dim=DEMO_SOUND_DIM, dec_dim=4, dec_c_mults=(1, 2, 2),
+                  dec_strides=(4, 4, 5), dec_out_channels=2)
 
 
 def _randomize(module: torch.nn.Module, seed: int) -> None:
@@ -72,15 +78,45 @@ def write_tokenizer(folder: Path) -> None:
     tok.save_pretrained(str(folder))
 
 
-def build_demo_checkpoint(root: str | Path, seed: int = 0) -> Path:
-    """Write a complete tiny checkpoint (diffusers layout) under ``root``; returns ``root``."""
+def write_sound_tokenizer(folder: Path, seed: int = 0) -> None:
+    """A tiny random sound tokenizer (decoder only) in the diffusers layout: weight-normed convs as
+    ``weight_g`` (the per-output-channel norm) + ``weight_v``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = SoundTokenizerConfig(**DEMO_SOUND)
+    decoder = SoundDecoder(config, dtype=torch.float32)
+    _randomize(decoder, seed)
+    with torch.no_grad():
+        decoder.decoder.conv2.weight.mul_(0.02)  # a quiet noise instead of a clipped one
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in decoder.state_dict().items():
+        owner = decoder.get_submodule(name.rpartition(".")[0])
+        if name.endswith(".weight") and isinstance(owner, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            stem = name[: -len("weight")]
+            state[stem + "weight_g"] = tensor.norm(dim=(1, 2), keepdim=True)
+            state[stem + "weight_v"] = tensor
+        else:
+            state[name] = tensor
+    _save_safetensors(state, folder / "diffusion_pytorch_model.safetensors")
+    (folder / "config.json").write_text(json.dumps({
+        "_class_name": "Cosmos3AVAEAudioTokenizer", "model_type": "autoencoder_v2", "encoder_enabled": False,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in DEMO_SOUND.items()},
+    }, indent=2))
+
+
+def build_demo_checkpoint(root: str | Path, seed: int = 0, sound: bool = True) -> Path:
+    """Write a complete tiny checkpoint (diffusers layout) under ``root``; returns ``root``.
+
+    ``sound``: with a sound head and a ``sound_tokenizer/`` (like the real checkpoints); the other weights are
+    the same either way.
+    """
     root = Path(root)
     (root / "transformer").mkdir(parents=True, exist_ok=True)
     (root / "vae").mkdir(exist_ok=True)
     (root / "scheduler").mkdir(exist_ok=True)
     (root / "text_tokenizer").mkdir(exist_ok=True)
 
-    config = TransformerConfig.from_dict(DEMO_TRANSFORMER, source="demo transformer")
+    extra = {"sound_gen": True, "sound_dim": DEMO_SOUND_DIM} if sound else {}
+    config = TransformerConfig.from_dict({**DEMO_TRANSFORMER, **extra}, source="demo transformer")
     model = Cosmos3Transformer(config, dtype=torch.float32)
     _randomize(model, seed)
     state = {checkpoint_key(name): t for name, t in model.state_dict().items()}
@@ -98,6 +134,8 @@ def build_demo_checkpoint(root: str | Path, seed: int = 0) -> Path:
     )
 
     write_tokenizer(root / "text_tokenizer")
+    if sound:
+        write_sound_tokenizer(root / "sound_tokenizer", seed + 2)
     (root / "scheduler" / "scheduler_config.json").write_text(json.dumps({
         "_class_name": "UniPCMultistepScheduler", "use_karras_sigmas": True, "use_flow_sigmas": True,
         "prediction_type": "flow_prediction", "sigma_max": 200.0, "sigma_min": 0.147,

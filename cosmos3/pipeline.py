@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
+from .audio.stream import SoundStream, SoundUnavailableError
 from .defaults import GenerationDefaults, Mode, generation_defaults
 from .errors import Cosmos3Error
 from .files.checkpoint import CheckpointInfo
 from .files.json_files import read_json_object
 from .model.loading import load_text_tower, load_transformer
 from .model.transformer import Cosmos3Transformer
+from .runtime.memory_budget import check_request_memory
 from .runtime.offload import TEXT_TOWER_MODES, TextTowerResidency
 from .runtime.parallel import DEFAULT_TIMEOUT_S, ParallelConfig, ParallelRuntime, init_parallel
 from .runtime.step_cache import StepCache
@@ -32,12 +34,15 @@ from .sampling.conditioning import (
 from .sampling.loop import StepInfo, sample
 from .sampling.plan import resolve_sampling_plan
 from .text.encoding import EncodedPrompt, PromptKVCache, encode_prompt
+from .text.prompt_checks import check_negative_text, check_prompt_text
 from .text.tokenizer import PromptTokenizer, load_text_tokenizer
 from .vae.loading import load_vae
 from .vae.model import WanVAE
 from .variants import Variant, variant_from_config
 
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
+StageCallback = Callable[[str, int, int], None]
+STAGES = ("encode_prompt", "encode_condition", "decode")
 
 UNGUARDED_WARNING = (
     "Cosmos3Pipeline.generate() was called with guardrail=None: no guardrail checks ran (no prompt check, "
@@ -90,6 +95,7 @@ class Cosmos3Pipeline:
         *,
         text_residency: TextTowerResidency | None = None,
         prompt_cache: PromptKVCache | None = None,
+        sound: SoundStream | None = None,
     ):
         self.transformer = transformer
         self.vae = vae
@@ -101,6 +107,8 @@ class Cosmos3Pipeline:
         self.step_cache: StepCache | None = None
         self.parallel: ParallelRuntime | None = None
         self._warned_unguarded = False
+        # Sound (sound-capable checkpoints): the sound tokenizer location; its decoder loads on first use.
+        self.sound = sound or SoundStream(transformer.config, None)
 
     @classmethod
     def from_pretrained(
@@ -116,6 +124,7 @@ class Cosmos3Pipeline:
         text_offload_device: torch.device | str = "cpu",
         prompt_cache: int | None = None,
         attention_backend: str | None = None,
+        sound_tokenizer_path: str | Path | None = None,
         parallel: ParallelConfig | ParallelRuntime | None = None,
         parallel_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Cosmos3Pipeline:
@@ -127,7 +136,8 @@ class Cosmos3Pipeline:
         ``text_offload_device`` and visits ``device`` only to encode a new prompt) or ``"drop"`` (freed after
         encoding, reloaded from the checkpoint for a new prompt). ``prompt_cache``: how many prompts' K/V to
         keep (default 4 when the text tower is evicted, else 0). ``attention_backend``: see
-        :mod:`cosmos3.model.attention`.
+        :mod:`cosmos3.model.attention`. ``sound_tokenizer_path`` overrides the sound tokenizer location (default:
+        the checkpoint's ``sound_tokenizer/``; loaded only when sound is generated).
 
         ``parallel``: a :class:`~cosmos3.runtime.parallel.ParallelConfig` joins the process group of the run
         (under ``torchrun``: from its environment; collectives time out after ``parallel_timeout_s``) after checking
@@ -170,6 +180,10 @@ class Cosmos3Pipeline:
         entries = prompt_cache if prompt_cache is not None else (4 if mode != "keep" else 0)
         vae = load_vae(vae_path or info.root / "vae", dtype=vae_dtype or dtype, device=device)
         tokenizer = load_text_tokenizer(info.root, vocab_size=transformer.config.vocab_size)
+        if sound_tokenizer_path is not None:
+            sound = SoundStream(transformer.config, sound_tokenizer_path, dtype, device, checkpoint=info.root)
+        else:
+            sound = SoundStream.for_checkpoint(transformer.config, info.root, dtype, device)
         pipe = cls(
             transformer,
             vae,
@@ -177,6 +191,7 @@ class Cosmos3Pipeline:
             info,
             text_residency=residency,
             prompt_cache=PromptKVCache(entries) if entries else None,
+            sound=sound,
         )
         pipe.parallel = runtime
         return pipe
@@ -185,6 +200,16 @@ class Cosmos3Pipeline:
     @property
     def variant(self) -> Variant:
         return variant_from_config(self.transformer.config)
+
+    @property
+    def has_sound(self) -> bool:
+        """Whether this checkpoint has a sound stream (a sound head and a sound tokenizer location)."""
+        return self.sound.available
+
+    @property
+    def sound_sample_rate(self) -> int | None:
+        """Sample rate (Hz) of the waveforms ``generate(..., sound=True)`` returns; ``None`` without sound."""
+        return self.sound.sample_rate
 
     def defaults(self, mode: Mode | str) -> GenerationDefaults:
         """Framework default parameters for ``mode`` on this checkpoint."""
@@ -238,7 +263,10 @@ class Cosmos3Pipeline:
         tiled_decode: bool | None = None,
         guardrail: Any = None,
         return_latents: bool = False,
-    ) -> torch.Tensor | None:
+        allow_empty_prompt: bool = False,
+        stage_callback: StageCallback | None = None,
+        sound: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
         """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
 
         The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``
@@ -250,11 +278,22 @@ class Cosmos3Pipeline:
         ``callback(step, total, latents)`` runs after every step; an exception it raises stops generation.
         ``guardrail`` (a :class:`guardrails.Guardrail`) checks the prompt first and the frames last; without one
         the first unguarded call on this pipeline emits a :class:`UserWarning` (:data:`UNGUARDED_WARNING`).
-        ``return_latents`` returns the normalised latents instead of decoding them.
+        ``return_latents`` returns the normalised latents instead of decoding them. An empty or whitespace-only
+        ``prompt`` is refused (:class:`~cosmos3.text.prompt_checks.EmptyPromptError`) unless
+        ``allow_empty_prompt``; a request whose estimated memory exceeds the device's is refused
+        (:class:`~cosmos3.runtime.memory_budget.MemoryEstimateError`) before anything runs.
+        ``stage_callback(stage, done, total)`` reports the stages around sampling (:data:`STAGES`): ``(stage, 0, 1)``
+        / ``(stage, 1, 1)`` around prompt and condition encoding, ``("decode", done, total)`` per decoded chunk.
+
+        ``sound=True`` (sound-capable checkpoints, T2V/I2V/V2V) denoises a sound latent jointly with the video and
+        returns ``(frames, waveform)``: the waveform float32 ``[channels, samples]`` in [-1, 1] at
+        :attr:`sound_sample_rate`, as long as the clip (``return_latents``: ``(latents, sound latents)``).
 
         With :attr:`parallel` set, call this on every rank with the same arguments; rank 0 decodes (the VAE runs
         once, on rank 0) and returns the frames, the other ranks return ``None`` after sampling.
         """
+        check_prompt_text(prompt, allow_empty=allow_empty_prompt)
+        check_negative_text(negative_prompt)
         info = self.info
         plan = resolve_sampling_plan(
             num_frames=num_frames, height=height, width=width, fps=fps, has_image=image is not None,
@@ -264,6 +303,13 @@ class Cosmos3Pipeline:
         )
         geometry = plan.geometry
         sampler = plan.build_sampler(info)  # a bad steps/shift/schedule fails here, before the text tower runs
+        sound_frames = self._sound_frames(geometry) if sound else None  # likewise a checkpoint without sound
+        check_request_memory(
+            self.transformer.config, geometry, self.transformer.compute_dtype,
+            self.transformer.gen_tower.proj_in.weight.device,
+            guidance=plan.guidance != 1.0,
+        )
+        stage = stage_callback or (lambda name, done, total: None)
         if prompt_style == "diffusers" and use_system_prompt is None and info is not None:
             use_system_prompt = info.default_use_system_prompt
 
@@ -272,6 +318,7 @@ class Cosmos3Pipeline:
         elif not self._warned_unguarded:
             self._warned_unguarded = True
             warnings.warn(UNGUARDED_WARNING, UserWarning, stacklevel=2)
+        stage("encode_prompt", 0, 1)
         encoded = self.encode_prompt(
             prompt,
             negative_prompt,
@@ -280,18 +327,19 @@ class Cosmos3Pipeline:
             use_system_prompt=use_system_prompt,
             with_negative=plan.guidance != 1.0,
             offload_device=None,
+            allow_empty_prompt=allow_empty_prompt,
         )
+        stage("encode_prompt", 1, 1)
         condition: ImageCondition | None = None
-        if image is not None:
-            condition = encode_image_condition(self.vae, image, geometry)
-        elif video is not None:
-            condition = encode_video_condition(
-                self.vae,
-                video,
-                geometry,
-                condition_frames=condition_frames,
-                keep=video_keep,
-            )
+        if image is not None or video is not None:
+            stage("encode_condition", 0, 1)
+            if image is not None:
+                condition = encode_image_condition(self.vae, image, geometry)
+            else:
+                condition = encode_video_condition(
+                    self.vae, video, geometry, condition_frames=condition_frames, keep=video_keep
+                )
+            stage("encode_condition", 1, 1)
 
         step_callback = None
         if callback is not None:
@@ -302,16 +350,30 @@ class Cosmos3Pipeline:
         latents = sample(
             self.transformer, encoded, sampler, guidance_scale=plan.guidance, seed=seed, condition=condition,
             guidance_interval=plan.guidance_interval, callback=step_callback, cfg_batch=self.cfg_batch,
-            step_cache=self.step_cache, parallel=self.parallel,
+            step_cache=self.step_cache, sound_frames=sound_frames, parallel=self.parallel,
         )
         if self.parallel is not None and not self.parallel.is_main:
             return None
+        latents, sound_latents = latents if sound else (latents, None)
         if return_latents:
-            return latents
-        frames = self.decode(latents, tiled=tiled_decode)
+            return latents if sound_latents is None else (latents, sound_latents)
+        stage("decode", 0, 1)
+        frames = self.decode(latents, tiled=tiled_decode, progress=lambda done, total: stage("decode", done, total))
         if guardrail is not None:
             checked, report = guardrail.check_images(frames)
             if checked is None:
                 raise ValueError(f"the guardrail blocked the generated frames:\n{report}")
             frames = checked
+        if sound_latents is not None:
+            return frames, self.sound.decode(sound_latents)
         return frames
+
+    def _sound_frames(self, geometry: Any) -> int:
+        """Sound latent length for ``geometry``; refuses images and checkpoints without a sound stream."""
+        if geometry.is_image:
+            raise SoundUnavailableError(
+                "sound=True needs a video: text-to-image (num_frames=1) has no duration to give sound; "
+                "use num_frames > 1 or sound=False"
+            )
+        self.sound.check()
+        return self.sound.latent_frames(geometry.frames, geometry.fps)

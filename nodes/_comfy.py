@@ -20,6 +20,7 @@ import torch
 from comfy_api.latest import ComfyExtension, io  # noqa: F401  (re-exported: the V3 node API)
 
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
+GGUF_EXTENSIONS = (".gguf",)
 # Our own key: Cosmos3 checkpoints as diffusers-layout *folders* (models/cosmos3/<name>/...).
 COSMOS3_FOLDER_KEY = "cosmos3"
 # Keys searched for checkpoint folders, in order (core's "diffusers" key lists folders too).
@@ -167,6 +168,24 @@ def list_model_files(key: str) -> list[str]:
     except KeyError:
         return []
     return [n for n in names if is_safetensors(n)]
+
+
+def list_gguf_files(key: str) -> dict[str, Path]:
+    """``{relative name: absolute path}`` of the ``.gguf`` files under the folders of ``key`` (recursive, sorted;
+    the first folder holding a name wins). ComfyUI's own listing filters by extension and has no ``.gguf`` for
+    core keys, so these folders are walked here. Hidden files and directories are skipped."""
+    found: dict[str, Path] = {}
+    for root in model_folder_paths(key):
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(base)
+            if path.suffix.lower() in GGUF_EXTENSIONS and path.is_file() and not any(
+                part.startswith(".") for part in rel.parts
+            ):
+                found.setdefault(rel.as_posix(), path)
+    return dict(sorted(found.items()))
 
 
 def model_file_path(key: str, name: str) -> Path:

@@ -15,7 +15,9 @@ Checkpoint choices (``checkpoint`` combo):
   ``models/diffusers`` or ``models/diffusion_models``;
 * ``<file>.safetensors``: a single transformer file under ``models/diffusion_models`` (diffusers or
   cosmos-framework key names; only files whose header holds Cosmos3 tensors are listed). A single file has
-  no tokenizer: ``tokenizer`` picks one (``auto`` = a ``text_tokenizer/`` folder beside the file).
+  no tokenizer: ``tokenizer`` picks one (``auto`` = a ``text_tokenizer/`` folder beside the file);
+* ``<file>.gguf``: a Cosmos3 GGUF transformer (architecture ``cosmos3``, e.g. from ``python -m cosmos3.convert``)
+  under ``models/diffusion_models`` or ``models/unet``; same tokenizer rule as a single safetensors file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from ..cosmos3.defaults import checkpoint_kind_from_name
 from ..cosmos3.files.checkpoint import CheckpointInfo
+from ..cosmos3.files.gguf_reader import GGUFFileReader
 from ..cosmos3.files.safetensors import CheckpointError, read_header
 from ..cosmos3.model.loading import load_transformer
 from ..cosmos3.model.transformer import module_nbytes
@@ -47,7 +50,7 @@ FILE_KEY = "diffusion_models"  # core key: single-file transformers (and diffuse
 FOLDER_KEYS = (*_comfy.CHECKPOINT_FOLDER_KEYS, FILE_KEY)
 TOKENIZER_FOLDER_KEYS = (_comfy.COSMOS3_FOLDER_KEY, "text_encoders")
 DEFAULT_CHECKPOINT = "cosmos3/Cosmos3-Nano"
-WEIGHT_STORAGE_CHOICES = ["default", "fp8_e4m3fn"]
+WEIGHT_STORAGE_CHOICES = ["default", "fp8_e4m3fn", "int8", "int4", "int4_g64"]
 TOKENIZER_SUBFOLDER = "text_tokenizer"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Every Cosmos3 transformer checkpoint (diffusers or framework names) has generation-tower tensors named *moe_gen*
@@ -85,6 +88,24 @@ def is_cosmos3_file(path: str | os.PathLike) -> bool:
     return _header_cache[key]
 
 
+def is_cosmos3_gguf(path: str | os.PathLike) -> bool:
+    """True when a GGUF file's architecture is ``cosmos3`` and its tensors are readable (cached like
+    :func:`is_cosmos3_file`)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _header_cache:
+        try:
+            GGUFFileReader(path)
+            _header_cache[key] = True
+        except (CheckpointError, OSError):
+            _header_cache[key] = False
+    return _header_cache[key]
+
+
 def checkpoint_sources() -> dict[str, Path]:
     """``{choice: path}``: checkpoint folders (``<key>/<name>``) then single Cosmos3 files (relative names
     under ``models/diffusion_models``; resolved through ComfyUI when loading)."""
@@ -103,6 +124,9 @@ def checkpoint_sources() -> dict[str, Path]:
         except (FileNotFoundError, ValueError):
             continue
         if is_cosmos3_file(path):
+            sources.setdefault(name, path)
+    for name, path in _comfy.list_gguf_files(FILE_KEY).items():
+        if not any(name.startswith(folder + "/") for folder in folders_in_file_key) and is_cosmos3_gguf(path):
             sources.setdefault(name, path)
     return sources
 
@@ -244,8 +268,10 @@ def load_model(
 ) -> Cosmos3Model:
     """Load a checkpoint (folder or single file path) on ComfyUI's offload device, with one patcher per tower.
 
-    ``weight_storage``: ``default`` keeps every weight in ``dtype``; ``fp8_e4m3fn`` stores the decoder-layer
-    projections as per-tensor scaled fp8 (upcast per layer on the fly; ModelOpt fp8 checkpoints load either way).
+    ``weight_storage``: ``default`` keeps every weight in ``dtype`` (projections a GGUF / int8 / int4 file stores
+    packed stay packed); ``fp8_e4m3fn`` stores the decoder-layer projections as per-tensor scaled fp8 (ModelOpt fp8
+    checkpoints load either way); ``int8`` / ``int4`` / ``int4_g64`` quantise them on load (upcast per layer on
+    the fly). Weights are memory-mapped: those kept in the file's dtype stay file-backed on the CPU.
     """
     path = Path(checkpoint)
     device, offload = _comfy.torch_device(), _comfy.unet_offload_device()
@@ -293,8 +319,9 @@ def settle_on_device(patcher, anchors: tuple[str, ...] = ()) -> None:
 
 CHECKPOINT_TOOLTIP = (
     "Which Cosmos3 checkpoint: 'cosmos3/<name>' = a diffusers folder in models/cosmos3 (likewise "
-    "'diffusers/…', 'diffusion_models/…'); a .safetensors name = a single transformer file in "
-    "models/diffusion_models (needs a tokenizer, see 'tokenizer'). Only safetensors weights are loaded."
+    "'diffusers/…', 'diffusion_models/…'); a .safetensors or .gguf name = a single transformer file in "
+    "models/diffusion_models or models/unet (needs a tokenizer, see 'tokenizer'). Only safetensors and GGUF "
+    "weights are loaded (never pickle files)."
 )
 
 
@@ -316,9 +343,12 @@ class ModelLoader(io.ComfyNode):
                 "text_tokenizer/ of the same family (Qwen for Nano/Super, Nemotron for Edge).")),
             io.Combo.Input("weight_storage", options=WEIGHT_STORAGE_CHOICES, default="default", optional=True,
                            tooltip=(
-                "How the decoder-layer weights are stored: 'default' = in dtype; 'fp8_e4m3fn' = 8-bit float with "
-                "a per-tensor scale, upcast layer by layer while computing (about half the memory of bf16, small "
-                "quality cost). ModelOpt fp8 checkpoints load with either choice.")),
+                "How the decoder-layer weights are stored: 'default' = in dtype (a GGUF or int8/int4 file keeps "
+                "its quantised layers); 'fp8_e4m3fn' = 8-bit float with a per-tensor scale, upcast layer by layer "
+                "while computing (about half the memory of bf16, small quality cost); 'int8' = 8-bit integers per "
+                "output channel (half of bf16, smallest quality cost of the 8-bit choices); 'int4' / 'int4_g64' "
+                "= 4-bit integers with a scale per 128 / 64 inputs (about a quarter of bf16, visible quality "
+                "cost). ModelOpt fp8 checkpoints load with any choice.")),
         ], outputs=[
             C3MOT_MODEL.Output(display_name="model", tooltip=(
                 "The loaded Cosmos3 model; connect it to the Text Encode and Sampler nodes.")),

@@ -9,6 +9,7 @@ from . import (
     model_nodes,
     parallel_nodes,
     sampler_nodes,
+    sound_nodes,
     text_nodes,
     vae_nodes,
 )
@@ -19,7 +20,8 @@ NODE_PREFIX = "C3MoT"
 # Node modules in registration order. Each defines ``NODES``: a list of ``io.ComfyNode`` classes whose schema's
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
 NODE_MODULES = (
-    guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, parallel_nodes
+    guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, sound_nodes,
+    parallel_nodes,
 )
 
 

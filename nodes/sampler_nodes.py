@@ -27,7 +27,7 @@ from ..cosmos3.sampling.conditioning import ImageCondition
 from ..cosmos3.sampling.loop import MAX_GUIDANCE
 from ..cosmos3.sampling.schedulers import MAX_SHIFT, MAX_STEPS, SamplerConfigError
 from ..cosmos3.text.encoding import EncodedPrompt
-from . import _comfy, parallel_nodes
+from . import _comfy, parallel_nodes, sound_nodes
 from ._comfy import io
 from .common import (
     C3MOT_IMAGE_COND,
@@ -143,12 +143,14 @@ def run_sampler(
     step_cache_warmup: int = 3,
     blocks_to_swap: int = 0,
     compile_layers: bool = False,
+    sound: str = "off",
+    return_sound: bool = False,
     parallel=None,
-) -> dict:
+) -> dict | tuple[dict, dict]:
     """Everything the Sampler node does; returns the LATENT dict.
 
     ``blocks_to_swap > 0`` streams that many generation layers from the offload device (one layer
-    prefetched ahead) instead of loading the whole generation tower through ComfyUI.
+    prefetched ahead) instead of loading the whole generation tower through ComfyUI. ``sound``: see sound_nodes.
     """
     text = _check_text(text)
     image_cond = _check_condition(image_cond)
@@ -179,6 +181,7 @@ def run_sampler(
         sampler = plan.build_sampler(info)
     except SamplerConfigError as exc:
         raise ValueError(f"{exc} (in the Sampler node, 0 means auto/unset for steps and shift)") from None
+    sound_frames, sound_location = sound_nodes.plan_sound(model, sound, frames, plan.geometry.fps)
     attention = check_attention(attention)
     cache = _speed_options(
         model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
@@ -227,7 +230,7 @@ def run_sampler(
         latents = run(
             transformer, text, sampler, guidance_scale=plan.guidance, seed=seed, condition=image_cond,
             guidance_interval=plan.guidance_interval, callback=on_step, device=device, cfg_batch=cfg_batch,
-            step_cache=cache,
+            step_cache=cache, sound_frames=sound_frames,
         )
     finally:
         transformer.attention_backend = previous
@@ -237,8 +240,10 @@ def run_sampler(
             transformer.gen_tower.to(patcher.offload_device)
     if cache is not None and cache.skipped_steps:
         log.info("[Cosmos3 MoT] step cache reused the generation tower on steps %s", cache.skipped_steps)
+    latents, sound_out = sound_nodes.split_outputs(latents, sound_frames, sound_location)
     raw = model.latent_stats.denormalize(latents, model.dtype)
-    return {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
+    video = {"samples": raw.to(device=_comfy.intermediate_device(), dtype=torch.float32)}
+    return (video, sound_out) if return_sound else video
 
 
 class Sampler(io.ComfyNode):
@@ -270,8 +275,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "seed",
-                    default=0,
-                    min=0,
+                    default=0, min=0,
                     max=MAX_SEED,
                     step=1,
                     control_after_generate=True,
@@ -279,8 +283,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "steps",
-                    default=0,
-                    min=0,
+                    default=0, min=0,
                     max=MAX_STEPS,
                     step=1,
                     tooltip=(
@@ -290,11 +293,9 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "cfg",
-                    default=0.0,
-                    min=0.0,
+                    default=0.0, min=0.0,
                     max=MAX_GUIDANCE,
-                    step=0.1,
-                    round=0.01,
+                    step=0.1, round=0.01,
                     tooltip=(
                         "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
                         "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast)."
@@ -302,11 +303,9 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "shift",
-                    default=0.0,
-                    min=0.0,
+                    default=0.0, min=0.0,
                     max=MAX_SHIFT,
-                    step=0.1,
-                    round=0.01,
+                    step=0.1, round=0.01,
                     tooltip=(
                         "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
                         "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
@@ -362,11 +361,9 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "step_cache",
-                    default=0.0,
-                    min=0.0,
+                    default=0.0, min=0.0,
                     max=MAX_STEP_CACHE,
-                    step=0.01,
-                    round=0.001,
+                    step=0.01, round=0.001,
                     optional=True,
                     tooltip=(
                         "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
@@ -376,8 +373,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "step_cache_warmup",
-                    default=3,
-                    min=0,
+                    default=3, min=0,
                     max=MAX_STEPS,
                     step=1,
                     optional=True,
@@ -385,8 +381,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "blocks_to_swap",
-                    default=0,
-                    min=0,
+                    default=0, min=0,
                     max=MAX_BLOCKS_TO_SWAP,
                     step=1,
                     optional=True,
@@ -401,6 +396,7 @@ class Sampler(io.ComfyNode):
                     tooltip=("torch.compile the generation layers (the first run compiles and is slow; needs a working "
                              "Triton/C++ toolchain)."),
                 ),
+                sound_nodes.sound_input(),
                 C3MOT_PARALLEL.Input("parallel", optional=True, tooltip=(
                     "Optional: from the Cosmos3 MoT Parallel node, to split each step over several GPUs.")),
             ],
@@ -408,7 +404,8 @@ class Sampler(io.ComfyNode):
                 io.Latent.Output(
                     display_name="samples",
                     tooltip=("Raw Wan 2.2 latents [1, 48, T, H/16, W/16] for the Cosmos3 MoT VAE Decode."),
-                )
+                ),
+                sound_nodes.sound_output(),
             ],
         )
 
@@ -431,10 +428,11 @@ class Sampler(io.ComfyNode):
         step_cache_warmup=3,
         blocks_to_swap=0,
         compile=False,
+        sound="off",
         parallel=None,
     ) -> io.NodeOutput:
         return io.NodeOutput(
-            run_sampler(
+            *run_sampler(
                 model,
                 text,
                 samples,
@@ -451,6 +449,8 @@ class Sampler(io.ComfyNode):
                 step_cache_warmup=step_cache_warmup,
                 blocks_to_swap=blocks_to_swap,
                 compile_layers=compile,
+                sound=sound,
+                return_sound=True,
                 parallel=parallel,
             )
         )

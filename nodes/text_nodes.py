@@ -16,6 +16,7 @@ import logging
 
 from ..cosmos3.geometry import Geometry
 from ..cosmos3.text.encoding import encode_prompt
+from ..cosmos3.text.prompt_checks import check_prompt_text
 from . import _comfy
 from ._comfy import io
 from .common import C3MOT_MODEL, C3MOT_TEXT, CATEGORY_ROOT, check_choice, frames_input, node_schema, side_input
@@ -29,6 +30,10 @@ SYSTEM_PROMPT_CHOICES = ("auto", "on", "off")
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FRAMES = 832, 480, 121
 DEFAULT_FPS = 24.0
 MIN_FPS, MAX_FPS = 1.0, 120.0
+EMPTY_PROMPT_HINT = (
+    "type it in Text Encode's prompt box or connect a STRING (a bypassed Guardrail Prompt Check node passes "
+    "nothing); switch allow_empty on to generate from an empty prompt on purpose"
+)
 
 
 def _use_system_prompt(choice: str, style: str, model) -> bool | None:
@@ -42,8 +47,11 @@ def _use_system_prompt(choice: str, style: str, model) -> bool | None:
 
 
 def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str = "framework",
-                use_system_prompt: str = "auto", width: int, height: int, frames: int, fps: float = DEFAULT_FPS):
-    """Run the text tower (loaded through ComfyUI) once per prompt; the caches end on the intermediate device."""
+                use_system_prompt: str = "auto", width: int, height: int, frames: int, fps: float = DEFAULT_FPS,
+                allow_empty: bool = False):
+    """Run the text tower (loaded through ComfyUI) once per prompt; the caches end on the intermediate device.
+    An empty prompt is refused unless ``allow_empty`` (it is almost always a wiring mistake)."""
+    check_prompt_text(prompt, allow_empty=bool(allow_empty), where=EMPTY_PROMPT_HINT)
     check_choice("prompt_style", prompt_style, PROMPT_STYLES)
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not MIN_FPS <= float(fps) <= MAX_FPS:
         raise ValueError(f"fps must be a number from {MIN_FPS:g} to {MAX_FPS:g}, got {fps!r}")
@@ -55,6 +63,7 @@ def encode_text(model, prompt: str, negative_prompt: str, *, prompt_style: str =
     encoded = encode_prompt(
         model.transformer, model.tokenizer, prompt, negative, geometry=geometry, prompt_style=prompt_style,
         use_system_prompt=system, with_negative=True, offload_device=_comfy.intermediate_device(),
+        allow_empty_prompt=bool(allow_empty),
     )
     log.info(
         "[Cosmos3 MoT] encoded %s prompt (%d tokens) and negative (%d tokens) for %dx%d, %d frame(s) @ %g fps; "
@@ -95,6 +104,9 @@ class TextEncode(io.ComfyNode):
             io.Float.Input("fps", default=DEFAULT_FPS, min=MIN_FPS, max=MAX_FPS, step=1.0, tooltip=(
                 "Frame rate of the video (announced in the prompt and used by the model's positions; "
                 "recommended 10 to 30). Ignored for images. Link the 'fps' output to CreateVideo.")),
+            io.Boolean.Input("allow_empty", default=False, optional=True, tooltip=(
+                "Generate even when the prompt is empty or only spaces. Off: an empty prompt stops the workflow "
+                "(usually a bypassed or disconnected node upstream).")),
         ], outputs=[
             C3MOT_TEXT.Output(display_name="text", tooltip=(
                 "Cached text K/V of the prompt and the negative prompt, with the frames/size/fps they were "
@@ -104,9 +116,10 @@ class TextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt, negative_prompt, prompt_style, use_system_prompt, width, height, frames,
-                fps) -> io.NodeOutput:
+                fps, allow_empty=False) -> io.NodeOutput:
         encoded = encode_text(model, prompt, negative_prompt, prompt_style=prompt_style,
-                              use_system_prompt=use_system_prompt, width=width, height=height, frames=frames, fps=fps)
+                              use_system_prompt=use_system_prompt, width=width, height=height, frames=frames, fps=fps,
+                              allow_empty=allow_empty)
         return io.NodeOutput(encoded, float(fps))
 
 

@@ -34,7 +34,7 @@ from support import REPO_ROOT  # noqa: E402
 
 WORKFLOW_DIR = REPO_ROOT / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
-NAMES = ("cosmos3_t2v", "cosmos3_i2v", "cosmos3_t2i")
+NAMES = ("cosmos3_t2v", "cosmos3_i2v", "cosmos3_t2i", "cosmos3_t2v_sound")
 
 CHECKPOINT = "cosmos3/Cosmos3-Nano"
 VAE = "wan2.2_vae.safetensors"
@@ -63,9 +63,17 @@ PROMPTS = {
                    "breeze and sunlight flickers through the branches.",
     "cosmos3_t2i": "A cozy reading nook by a rain-streaked window, warm lamp light, a stack of old books and a "
                    "steaming cup of tea on a small wooden table, photorealistic.",
+    "cosmos3_t2v_sound": "A steam locomotive rushes past a small country station, whistle blowing and wheels "
+                         "clattering on the rails, while pigeons scatter from the platform roof.",
 }
-SEEDS = {"cosmos3_t2v": 42, "cosmos3_i2v": 42, "cosmos3_t2i": 7}
-TITLES = {"cosmos3_t2v": "Text to video", "cosmos3_i2v": "Image to video", "cosmos3_t2i": "Text to image"}
+SEEDS = {"cosmos3_t2v": 42, "cosmos3_i2v": 42, "cosmos3_t2i": 7, "cosmos3_t2v_sound": 42}
+TITLES = {"cosmos3_t2v": "Text to video", "cosmos3_i2v": "Image to video", "cosmos3_t2i": "Text to image",
+          "cosmos3_t2v_sound": "Text to video with sound"}
+SOUND_NOTE = """
+**Sound**: the Sampler's `sound` is `on`: the checkpoint's sound stream is denoised with the video (a
+sound-capable checkpoint with its `sound_tokenizer/` folder); Audio Decode turns it into AUDIO for Create Video
+(an mp4 with an AAC track); connect it to Save Audio for the waveform alone.
+"""
 
 NOTE = """## Cosmos3 MoT — {title}
 
@@ -107,8 +115,9 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     s = IMAGE if name == "cosmos3_t2i" else VIDEO
     g = wc.GraphBuilder(specs, output_names)
     ids = {}
-    ids["note"] = g.add("MarkdownNote", text=NOTE.format(title=TITLES[name], repo=CHECKPOINT_REPO, guard=GUARDRAIL_REPO,
-                                                           settings=_settings_text(name, s)))
+    note = NOTE.format(title=TITLES[name], repo=CHECKPOINT_REPO, guard=GUARDRAIL_REPO, settings=_settings_text(name, s))
+    with_sound = name.endswith("_sound")
+    ids["note"] = g.add("MarkdownNote", text=note + (SOUND_NOTE if with_sound else ""))
     guard = ids["guard"] = g.add("C3MoTGuardrailLoader")
     check = ids["check"] = g.add("C3MoTGuardrailPromptCheck", guardrail=guard.out("guardrail"), prompt=PROMPTS[name],
                                  negative_prompt="", check_negative=False)
@@ -130,7 +139,7 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     sampler = ids["sampler"] = g.add(
         "C3MoTSampler", seed_control="randomize", model=model.out("model"), text=text.out("text"),
         samples=latent.out("samples"), seed=SEEDS[name], steps=s["steps"], cfg=s["cfg"], shift=s["shift"],
-        schedule="auto", attention="sdpa", cfg_interval=False, **cond,
+        schedule="auto", attention="sdpa", cfg_interval=False, **cond, **({"sound": "on"} if with_sound else {}),
     )
     decode = ids["decode"] = g.add("C3MoTVAEDecode", vae=vae.out("vae"), samples=sampler.out("samples"), tiled="auto",
                                    tile_size=256, tile_overlap=64)
@@ -139,7 +148,11 @@ def build(name: str, specs, output_names) -> tuple[dict, dict]:
     if s["frames"] == 1:
         ids["save"] = g.add("SaveImage", images=frames.out("images"), filename_prefix="cosmos3/t2i")
     else:
-        video = ids["video"] = g.add("CreateVideo", images=frames.out("images"), fps=text.out("fps"))
+        audio = {}
+        if with_sound:
+            ids["audio"] = g.add("C3MoTAudioDecode", sound=sampler.out("sound"), sound_tokenizer="auto")
+            audio["audio"] = ids["audio"].out("audio")
+        video = ids["video"] = g.add("CreateVideo", images=frames.out("images"), fps=text.out("fps"), **audio)
         ids["save"] = g.add("SaveVideo", video=video.out("VIDEO"), filename_prefix=f"video/{name}", format="auto",
                             codec="auto")
     ui = g.ui()
@@ -169,6 +182,7 @@ LAYOUT = {
     "sampler": ([1360, 20], [360, 420]),
     "decode": ([1760, 20], [320, 180]),
     "frames": ([1760, 240], [320, 130]),
+    "audio": ([1760, 410], [320, 110]),
     "video": ([2120, 20], [300, 80]),
     "save": ([2120, 140], [520, 560]),
 }

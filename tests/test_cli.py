@@ -13,6 +13,7 @@ from PIL import Image
 from cosmos3.cli import main
 from cosmos3.demo import build_demo_checkpoint
 from cosmos3.files import media as media_io
+from cosmos3.files import video as video_io
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +28,26 @@ def _gen(checkpoint, output, *extra):
     ])
 
 
-def test_generate_video_formats(checkpoint, tmp_path):
+def test_generate_video_formats(checkpoint, tmp_path, capsys):
     size = ["--frames", "5", "--height", "32", "--width", "48"]
     assert _gen(checkpoint, tmp_path / "out.npy", *size) == 0
+    err = capsys.readouterr().err
+    # resolved settings first, then progress of every stage (text encoding, sampling with ETA, VAE decode)
+    settings = err.splitlines()[0]
+    for part in ("text2video", "48x32, 5 frames at 24 fps", "steps 2", "guidance 6", "shift 10", "schedule native"):
+        assert part in settings, settings
+    assert "guardrail: none runs" in err
+    assert err.index("text encoding") < err.index("sampling: step 1/2") < err.index("VAE decode")
+    assert "sampling: step 2/2" in err and "s/step" in err and "ETA" in err
+    assert "VAE decode: done in" in err and "wrote" in err.splitlines()[-1]
     frames = np.load(tmp_path / "out.npy")
     assert frames.shape == (5, 32, 48, 3) and frames.dtype == np.float32
     assert _gen(checkpoint, tmp_path / "out.mp4", *size) == 0
-    import cv2
+    import av
 
-    capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    assert count == 5
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(video=0)) == 5
     assert _gen(checkpoint, tmp_path / "out.webp", *size) == 0
     with Image.open(tmp_path / "out.webp") as img:
         assert img.n_frames == 5 and img.size == (48, 32)
@@ -75,11 +82,11 @@ def test_generate_bad_input_leaves_nothing(checkpoint, tmp_path, capsys, output,
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    def broken(frames, target, fps):
+    def broken(target, *args):
         target.write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(media_io, "_write_mp4", broken)
+    monkeypatch.setattr(video_io, "_encode", broken)
     with pytest.raises(OSError, match="disk full"):
         media_io.write_frames(torch.rand(5, 16, 16, 3), tmp_path / "video.mp4")
     assert list(tmp_path.iterdir()) == []
@@ -88,7 +95,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
 def test_existing_file_survives_a_failed_write(tmp_path, monkeypatch):
     target = tmp_path / "video.mp4"
     target.write_bytes(b"previous result")
-    monkeypatch.setattr(media_io, "_write_mp4", lambda frames, t, fps: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(video_io, "_encode", lambda *args: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         media_io.write_frames(torch.rand(5, 16, 16, 3), target)
     assert target.read_bytes() == b"previous result"

@@ -242,3 +242,35 @@ def test_frozen_widget_layout_matches_real_templates():
             problems.extend(found)
     assert checked > 100, f"only {checked} core nodes found in the templates"
     assert len(problems) <= checked // 100, "\n".join(problems)
+
+
+def test_sound_workflow_saves_an_mp4_with_audio(server, pack, tmp_path):
+    """The T2V+sound API workflow, plus core SaveAudio on the Audio Decode output: the mp4 has an AAC audio track
+    as long as the video, and SaveAudio writes the waveform alone."""
+    av = pytest.importorskip("av")
+    from tiny_models import rewrite_names
+
+    api = json.loads((REPO_ROOT / "workflows/api/cosmos3_t2v_sound.json").read_text())
+    decode_id = next(i for i, n in api.items() if n["class_type"] == "C3MoTAudioDecode")
+    api["900"] = {"class_type": "SaveAudio", "inputs": {"audio": [decode_id, 0], "filename_prefix": "audio/c3mot"}}
+    api = rewrite_names(api, server.fixtures.names)
+    entry = server.wait(server.queue(api), timeout=600)
+    status = entry.get("status", {})
+    assert status.get("status_str") == "success", json.dumps(status.get("messages"), indent=1)[-6000:]
+    files = output_files(entry)
+    videos = [f for f in files if f["filename"].endswith(".mp4")]
+    audios = [f for f in files if f["filename"].endswith(".flac")]
+    assert len(videos) == 1 and len(audios) == 1, files
+    path = tmp_path / "out.mp4"
+    path.write_bytes(server.view(videos[0]))
+    with av.open(str(path)) as container:
+        (video,) = container.streams.video
+        (audio,) = container.streams.audio
+        frames = sum(1 for _ in container.decode(video=0))
+        container.seek(0)
+        samples = sum(f.samples for f in container.decode(audio=0))
+        assert audio.codec_context.name == "aac" and audio.channels == 2
+        rate = audio.sample_rate
+    duration = frames / 24.0
+    assert abs(samples / rate - duration) <= 0.05, (samples, rate, frames)  # AAC frames pad by < 1024 samples
+    assert server.view(audios[0])[:4] == b"fLaC"

@@ -380,4 +380,17 @@ def test_loader_fp8_weight_storage(m, installed):
     out = run_sampler(m, model, text, empty(m), steps=2)["samples"]
     assert torch.isfinite(out).all()
     with pytest.raises(ValueError, match="weight_storage must be one of"):
-        m.model.load_model(model.source, "fp32", "auto", "int4")
+        m.model.load_model(model.source, "fp32", "auto", "int3")
+
+
+@pytest.mark.parametrize("prompt", ["", "  \n"])
+def test_text_encode_refuses_an_empty_prompt_unless_allowed(m, model, prompt):
+    node = m.text.TextEncode
+    with pytest.raises(ValueError, match="the prompt is empty: type it in Text Encode's prompt box or connect"):
+        node.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0)
+    with pytest.raises(ValueError, match="bypassed Guardrail Prompt Check"):
+        node.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0, False)
+    encoded = node.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0, True)[0]
+    assert encoded.cond.text_len > 0
+    allow = node.define_schema().inputs[-1]
+    assert (allow.id, allow.default, allow.optional) == ("allow_empty", False, True)

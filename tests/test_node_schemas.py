@@ -17,7 +17,7 @@ import object_info as oi
 import pytest
 
 SNAPSHOT = json.loads(oi.SNAPSHOT.read_text())
-CORE_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "LATENT", "MASK"}
+CORE_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "IMAGE", "LATENT", "MASK", "AUDIO"}
 
 
 @pytest.fixture

@@ -131,8 +131,8 @@ def test_fp8_storage_on_load(folder):
     assert fp8.gen_tower.time_embedder.linear_1.weight.dtype == torch.float32
     assert module_nbytes(fp8.gen_tower) < 0.75 * module_nbytes(full.gen_tower)
     assert check_weight_storage("fp8") == "fp8_e4m3fn"
-    with pytest.raises(ValueError, match="allowed: default, auto, fp8_e4m3fn"):
-        load_transformer(folder, weight_storage="int4")
+    with pytest.raises(ValueError, match="allowed: default, auto, fp8_e4m3fn, int8, int4, int4_g64"):
+        load_transformer(folder, weight_storage="int3")
     with pytest.raises(ValueError, match="weight_storage='fp8_e4m3fn'"):
         load_transformer(folder, dtype=torch.float8_e4m3fn)
 

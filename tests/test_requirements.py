@@ -21,7 +21,9 @@ IMPORT_NAMES = {
     "numpy": {"numpy"},
     "pillow": {"PIL"},
     "opencv-python": {"cv2"},
+    "av": {"av"},
     "better_profanity": {"better_profanity"},
+    "gguf": {"gguf"},
 }
 # Provided by the host (ComfyUI brings torch) or by this repository itself.
 HOST_OR_OWN = {

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import Cosmos3Error
+from .atomic import atomic_path, check_output_folder, hide_temp_name
+from .video import check_video_fps, frames_to_uint8, write_video
+
+__all__ = ["OUTPUT_FORMATS", "atomic_path", "check_output_path", "pil_to_rgb", "read_image", "read_video",
+           "write_frames"]
 
 OUTPUT_FORMATS = (".mp4", ".png", ".webp", ".npy")
 _WIDE_INTEGER_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16/32-bit greyscale (e.g. 16-bit PNG)
@@ -32,95 +35,64 @@ def pil_to_rgb(image: object) -> object:
     return Image.fromarray(np.stack([grey] * 3, axis=-1), mode="RGB")
 
 
-def check_output_path(path: str | Path, num_frames: int | None = None) -> Path:
-    """Validate an output path before any work is done (extension, folder, single-image formats)."""
+def check_output_path(path: str | Path, num_frames: int | None = None, fps: float | None = None) -> Path:
+    """Validate an output path before any work is done: extension, folder (exists, writable), not a folder
+    itself, one frame for ``.png``, and ``fps`` within the writers' range for ``.mp4``/``.webp``."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise ValueError(
+        raise Cosmos3Error(
             f"unsupported output extension {path.suffix or '(none)'!r} for {path}; use one of {OUTPUT_FORMATS}"
         )
-    if not path.parent.is_dir():
-        raise ValueError(f"output folder {path.parent} does not exist")
+    check_output_folder(path)
     if suffix == ".png" and num_frames is not None and num_frames != 1:
-        raise ValueError(
+        raise Cosmos3Error(
             f"{path}: .png holds one image but {num_frames} frames were requested; use .mp4, .webp or .npy"
         )
+    if fps is not None and suffix in (".mp4", ".webp"):
+        check_video_fps(fps)
     return path
-
-
-def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Float frames ``[F, H, W, 3]`` in [0, 1] -> uint8 ``[F, H, W, 3]`` (round to nearest)."""
-    if frames.dim() != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be [F, H, W, 3], got {tuple(frames.shape)}")
-    return (frames.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path`` (same extension); rename it onto ``path`` only on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        if not tmp_path.is_file() or tmp_path.stat().st_size == 0:
-            raise OSError(f"writing {path} produced no data")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the result normal file permissions
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def _write_mp4(frames: np.ndarray, target: Path, fps: float) -> None:
-    import cv2
-
-    height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise OSError(f"OpenCV cannot open an mp4 writer for {target} (codec mp4v)")
-    try:
-        for frame in frames:
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))  # RGB -> BGR
-    finally:
-        writer.release()
 
 
 def write_frames(frames: torch.Tensor, path: str | Path, fps: float = 24.0) -> Path:
     """Write float frames ``[F, H, W, 3]`` in [0, 1] to ``.mp4`` / ``.png`` / ``.webp`` / ``.npy`` atomically.
 
-    ``.npy`` stores the float32 array as is; the image/video formats store 8-bit RGB.
+    ``.npy`` stores the float32 array as is; the image/video formats store 8-bit RGB (``.mp4``: H.264 through
+    :func:`cosmos3.files.video.write_video`).
     """
-    path = check_output_path(path, frames.shape[0] if frames.dim() == 4 else None)
+    path = Path(path)
     suffix = path.suffix.lower()
+    animated = suffix == ".webp" and frames.dim() == 4 and frames.shape[0] > 1
+    path = check_output_path(path, frames.shape[0] if frames.dim() == 4 else None, fps if animated else None)
+    if suffix == ".mp4":
+        return write_video(path, frames, fps)
+    pixels = frames_to_uint8(frames) if suffix != ".npy" else None
     with atomic_path(path) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, frames.detach().float().cpu().numpy())
-        elif suffix == ".mp4":
-            _write_mp4(frames_to_uint8(frames), tmp, fps)
-        else:
-            from PIL import Image
-
-            images = [Image.fromarray(f) for f in frames_to_uint8(frames)]
-            if suffix == ".png":
-                images[0].save(tmp, format="PNG")
-            elif len(images) == 1:
-                images[0].save(tmp, format="WEBP", lossless=True)
+        try:
+            if suffix == ".npy":
+                with open(tmp, "wb") as fh:
+                    np.save(fh, frames.detach().float().cpu().numpy())
             else:
-                images[0].save(
-                    tmp,
-                    format="WEBP",
-                    save_all=True,
-                    append_images=images[1:],
-                    duration=int(round(1000 / fps)),
-                    loop=0,  # noqa: RUF046 (fps may be a NumPy float)
-                    lossless=False,
-                    quality=90,
-                )
+                from PIL import Image
+
+                images = [Image.fromarray(f) for f in pixels]
+                if suffix == ".png":
+                    images[0].save(tmp, format="PNG")
+                elif len(images) == 1:
+                    images[0].save(tmp, format="WEBP", lossless=True)
+                else:
+                    images[0].save(
+                        tmp,
+                        format="WEBP",
+                        save_all=True,
+                        append_images=images[1:],
+                        duration=int(round(1000 / fps)),
+                        loop=0,  # noqa: RUF046 (fps may be a NumPy float)
+                        lossless=False,
+                        quality=90,
+                    )
+        except OSError as exc:  # name the requested file, not the hidden temporary
+            raise OSError(f"{path}: writing failed: {hide_temp_name(str(exc), tmp, path)}") from None
     return path
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448
-WEIGHT_STORAGES = ("default", "auto", "fp8_e4m3fn")
+WEIGHT_STORAGES = ("default", "auto", "fp8_e4m3fn", "int8", "int4", "int4_g64")  # int*: cosmos3.model.quant
 _STORAGE_ALIASES = {
     None: "default",
     "": "default",
@@ -41,7 +41,8 @@ _STORAGE_ALIASES = {
 
 def check_weight_storage(storage: str | torch.dtype | None) -> str:
     """Normalise a weight-storage name: ``"default"`` (the load dtype), ``"auto"`` (fp8 when the checkpoint is
-    fp8, else the load dtype) or ``"fp8_e4m3fn"``. Raises ``ValueError`` listing the allowed names."""
+    fp8, else the load dtype), ``"fp8_e4m3fn"``, ``"int8"``, ``"int4"`` (group 128) or ``"int4_g64"``. Raises
+    ``ValueError`` listing the allowed names."""
     name = _STORAGE_ALIASES.get(storage, storage)
     if name not in WEIGHT_STORAGES:
         raise ValueError(

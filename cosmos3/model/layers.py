@@ -227,8 +227,8 @@ class TextTower(nn.Module):
 class GenTower(nn.Module):
     """The GEN weights of every layer plus the latent in/out projections, final norm and timestep MLP.
 
-    Sound and action heads are held when the config enables them (so such checkpoints load), but
-    :meth:`Cosmos3Transformer.velocity` only drives the vision path.
+    Sound and action heads are held when the config enables them; :meth:`Cosmos3Transformer.velocity` drives the
+    sound head when given sound latents (:mod:`cosmos3.model.sound_tokens`); the action heads only load.
     """
 
     def __init__(self, cfg: TransformerConfig, ops: Any, factory: dict) -> None:

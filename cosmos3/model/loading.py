@@ -17,10 +17,11 @@ FP8: ``weight_storage="fp8_e4m3fn"`` stores the decoder-layer projections as sca
 weights with ``weight_scale`` / ``input_scale`` tensors, ``quantization_config`` in ``config.json``) load in any
 storage mode: kept as fp8 (``"fp8_e4m3fn"`` or ``"auto"``) or dequantised to ``dtype`` (``"default"``).
 
-The model is built on the meta device and each tensor is read (plain file reads, no memory map), converted
-and assigned in turn, so peak host memory stays ~1x the kept weights. ``lm_head.weight``, the text
-tower's final ``norm.weight`` and the last text layer's query/output/MLP weights are accepted (shape-checked)
-but never read: generation does not use them.
+Also GGUF files and int8/int4 storage (:mod:`cosmos3.model.quant`). The model is built on the meta device and
+each tensor is mapped from the file (copy-on-write), converted and moved in turn: a tensor kept in the file's
+dtype on the CPU stays file-backed (reclaimable), so anonymous host memory stays <= ~1x the kept weights.
+``lm_head.weight``, the text tower's final ``norm.weight`` and the last text layer's query/output/MLP weights are
+accepted (shape-checked) but never read: generation does not use them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from ..files.safetensors import (
     SafetensorsReader,
     assign_tensor,
     check_keys,
-    checkpoint_files,
     meta_leftovers,
     module_shapes,
 )
@@ -58,6 +58,8 @@ from .fp8 import (
 )
 from .key_summary import describe_transformer_mismatch
 from .layers import TextLayer, TextTower
+from .quant.loader import assign_quant, plan_quant_modules
+from .quant.sources import merged_config, open_weights
 from .transformer import Cosmos3Transformer
 
 ATTENTION_LEAVES = frozenset(
@@ -178,13 +180,12 @@ def _load(
         raise CheckpointError(f"{path}: no such file or folder")
     if path.is_dir() and (path / "transformer").is_dir() and not (path / "config.json").is_file():
         path = path / "transformer"
-    files = checkpoint_files(path, preferred_stem="diffusion_pytorch_model")
-    reader = SafetensorsReader(files)
+    reader = open_weights(path)
     with reader:
         names = checkpoint_name_map(reader.keys(), source=str(path))
         scales = _split_scales(names)
         shapes = {name: reader[src].shape for name, src in names.items()}
-        cfg = _resolve_config(path, shapes, config)
+        cfg = _resolve_config(path, shapes, merged_config(reader, config))
         model = Cosmos3Transformer(cfg, operations=operations, device="meta", dtype=dtype)
         targets = {model_name: checkpoint_key(model_name) for model_name in module_shapes(model)}
         expected = {targets[n]: s for n, s in module_shapes(model).items()}
@@ -195,6 +196,7 @@ def _load(
         fp8_modules: set[str] = set()
         if storage == "fp8_e4m3fn" or (storage == "auto" and fp8_in_file):
             fp8_modules = set(swap_in_fp8_linears(model))
+        quant_modules = plan_quant_modules(model, reader, names, storage)
         main_device = torch.device(device)
         text_device = torch.device(text_tower_device) if text_tower_device is not None else main_device
         for model_name, key in targets.items():
@@ -202,7 +204,10 @@ def _load(
                 continue
             device = text_device if model_name.startswith("text_tower.") else main_device
             module_name, _, leaf = model_name.rpartition(".")
-            tensor = reader.load_copy(names[key])
+            if leaf == "weight" and module_name in quant_modules:
+                assign_quant(model, module_name, reader, names[key], quant_modules[module_name], device)
+                continue
+            tensor = reader.load_mapped(names[key])
             stem = key[: -len(".weight")] if key.endswith(".weight") else None
             weight_scale = _load_scale(reader, scales, f"{stem}.weight_scale", tensor) if stem else None
             if module_name in fp8_modules and leaf == "weight":

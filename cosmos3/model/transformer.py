@@ -46,6 +46,7 @@ from .rope import (
     text_position_ids,
     vision_position_ids,
 )
+from .sound_tokens import check_sound_latents, embed_sound, read_sound, sound_position_ids
 from .text_kv import BatchedTextKV, TextKVCache
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,7 +165,8 @@ class Cosmos3Transformer(nn.Module):
         *,
         step_cache: StepCache | None = None,
         branch: str = "cond",
-    ) -> torch.Tensor:
+        sound: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict the rectified-flow velocity ``noise - x0`` for one denoising step.
 
         Args:
@@ -178,14 +180,17 @@ class Cosmos3Transformer(nn.Module):
                 zero velocity in the output).
             step_cache: optional :class:`~cosmos3.runtime.step_cache.StepCache` (may reuse the previous step's
                 generation-tower residual instead of running the layers); ``branch`` keys its residual.
+            sound: sound latents ``[1, sound_dim, T_s]`` of a sound-capable model (``config.sound_gen``); their
+                tokens join the generation stream after the video tokens (:mod:`cosmos3.model.sound_tokens`).
 
         Returns:
-            ``[1, C, T, h, w]`` velocity in the compute dtype, zeros at conditioning frames.
+            ``[1, C, T, h, w]`` velocity in the compute dtype, zeros at conditioning frames; with ``sound``, the
+            pair ``(video velocity, sound velocity [1, sound_dim, T_s])``.
         """
         checked = check_step_inputs(self.config, latents, timestep, fps, condition_frames)
         check_cache(cache, self.config)
         text = BatchedTextKV.from_caches([cache], device=self.gen_tower.proj_in.weight.device)
-        return self._velocity(latents, checked, text, fps, step_cache, branch)
+        return self._velocity(latents, checked, text, fps, step_cache, branch, sound)
 
     @torch.no_grad()
     def velocity_batch(
@@ -198,13 +203,15 @@ class Cosmos3Transformer(nn.Module):
         *,
         step_cache: StepCache | None = None,
         branch: str = "batch",
-    ) -> torch.Tensor:
+        sound: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """:meth:`velocity` for several prompts over the same latents in one batched pass (batched CFG).
 
         ``caches``: one :class:`TextKVCache` per output row, or a prebuilt :class:`BatchedTextKV` (build it
         once per sampling run with :meth:`BatchedTextKV.from_caches` to avoid re-stacking every step).
         Prompts of different lengths are left-padded and masked. Returns ``[B, C, T, h, w]``; row ``b``
-        equals ``velocity(latents, timestep, caches[b], ...)`` up to floating-point reassociation.
+        equals ``velocity(latents, timestep, caches[b], ...)`` up to floating-point reassociation. With ``sound``
+        (``[1, sound_dim, T_s]``) returns ``(video [B, ...], sound [B, sound_dim, T_s])``.
         """
         checked = check_step_inputs(self.config, latents, timestep, fps, condition_frames)
         device = self.gen_tower.proj_in.weight.device
@@ -216,7 +223,7 @@ class Cosmos3Transformer(nn.Module):
             for cache in caches:
                 check_cache(cache, self.config)
             text = BatchedTextKV.from_caches(caches, device=device)
-        return self._velocity(latents, checked, text, fps, step_cache, branch)
+        return self._velocity(latents, checked, text, fps, step_cache, branch, sound)
 
     def _velocity(
         self,
@@ -226,7 +233,8 @@ class Cosmos3Transformer(nn.Module):
         fps: float | None,
         step_cache: StepCache | None,
         branch: str,
-    ) -> torch.Tensor:
+        sound: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
         tower = self.gen_tower
         device = tower.proj_in.weight.device
@@ -234,7 +242,8 @@ class Cosmos3Transformer(nn.Module):
         dtype = self.compute_dtype
         batch = text.batch
         out = torch.zeros((batch, channels, frames, height, width), dtype=dtype, device=device)
-        if not noisy:
+        sound_len = 0 if sound is None else check_sound_latents(sound, cfg)
+        if not noisy and sound is None:
             return out
 
         p = cfg.latent_patch_size
@@ -248,9 +257,12 @@ class Cosmos3Transformer(nn.Module):
         noisy_idx = torch.tensor(noisy, dtype=torch.long, device=device)
         hidden[noisy_idx] = hidden[noisy_idx] + t_emb.view(-1, per_frame if rows_t > 1 else 1, t_emb.shape[-1])
         hidden = hidden.view(1, frames * per_frame, -1)  # one row shared by every prompt of the batch
+        if sound is not None:  # sound tokens follow the video tokens; every sound frame is noisy
+            t_sound = self._timestep_embedding(t_value, device, sound_len if self.time_embedding_per_token else 1)
+            hidden = torch.cat([hidden, embed_sound(tower, sound, t_sound.to(hidden.dtype))], dim=1)
 
         fps = None if fps is None else float(fps)
-        cos, sin = self._batch_rope(text.lengths, frames, rows, cols, fps, device, hidden.dtype)
+        cos, sin = self._batch_rope(text.lengths, frames, rows, cols, fps, device, hidden.dtype, sound_len)
         padding = None
         if text.padded:
             padding = KeyPadding.from_starts(
@@ -261,14 +273,17 @@ class Cosmos3Transformer(nn.Module):
         if hidden.shape[0] != batch:
             hidden = hidden.expand(batch, -1, -1)
         hidden = tower.norm_moe_gen(hidden)
+        video_len = frames * per_frame
+        sound_out = read_sound(tower, hidden[:, video_len:]).to(dtype) if sound is not None else None
 
-        count = len(noisy) * per_frame
-        noisy_hidden = hidden.view(batch, frames, per_frame, -1)[:, noisy_idx].reshape(batch, count, -1)
-        pred = tower.proj_out(noisy_hidden)
-        for row in range(batch):
-            grid = unpatchify_latent(pred[row], p, len(noisy), rows, cols)
-            out[row, :, noisy_idx] = grid[:, :, :height, :width].to(dtype)
-        return out
+        if noisy:
+            count = len(noisy) * per_frame
+            noisy_hidden = hidden[:, :video_len].reshape(batch, frames, per_frame, -1)[:, noisy_idx]
+            pred = tower.proj_out(noisy_hidden.reshape(batch, count, -1))
+            for row in range(batch):
+                grid = unpatchify_latent(pred[row], p, len(noisy), rows, cols)
+                out[row, :, noisy_idx] = grid[:, :, :height, :width].to(dtype)
+        return out if sound_out is None else (out, sound_out)
 
     def _run_gen_layers(
         self,
@@ -317,7 +332,7 @@ class Cosmos3Transformer(nn.Module):
 
     def _batch_rope(
         self, lengths: tuple[int, ...], frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
-        dtype: torch.dtype,
+        dtype: torch.dtype, sound_len: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent RoPE tables: ``[N, hd]`` when every prompt has the same length, else ``[B, N, hd]``.
 
@@ -325,11 +340,11 @@ class Cosmos3Transformer(nn.Module):
         differently rotated latent queries/keys.
         """
         if len(set(lengths)) == 1:
-            return self._gen_rope(lengths[0], frames, rows, cols, fps, device, dtype)
-        key = ("batch", lengths, frames, rows, cols, fps, str(device), dtype)
+            return self._gen_rope(lengths[0], frames, rows, cols, fps, device, dtype, sound_len)
+        key = ("batch", lengths, frames, rows, cols, fps, str(device), dtype, sound_len)
         tables = self._rope_cache.get(key)
         if tables is None:
-            per_prompt = [self._gen_rope(n, frames, rows, cols, fps, device, dtype) for n in lengths]
+            per_prompt = [self._gen_rope(n, frames, rows, cols, fps, device, dtype, sound_len) for n in lengths]
             tables = (torch.stack([c for c, _ in per_prompt]), torch.stack([s for _, s in per_prompt]))
             self._remember_rope(key, tables)
         return tables
@@ -349,23 +364,28 @@ class Cosmos3Transformer(nn.Module):
 
     def _gen_rope(
         self, text_len: int, frames: int, rows: int, cols: int, fps: float | None, device: torch.device,
-        dtype: torch.dtype,
+        dtype: torch.dtype, sound_len: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables of the generation stream ``[N, hd]``: video tokens, then ``sound_len`` sound tokens."""
         cfg = self.config
         use_fps = cfg.enable_fps_modulation and fps is not None and frames > 1
-        key = (text_len, frames, rows, cols, fps if use_fps else None, str(device), dtype)
+        key = (text_len, frames, rows, cols, fps if use_fps else None, str(device), dtype, sound_len)
         tables = self._rope_cache.get(key)
         if tables is None:
+            offset = media_temporal_offset(text_len, cfg.unified_3d_mrope_temporal_modality_margin)
             positions = vision_position_ids(
                 frames,
                 rows,
                 cols,
-                temporal_offset=media_temporal_offset(text_len, cfg.unified_3d_mrope_temporal_modality_margin),
+                temporal_offset=offset,
                 fps=fps if use_fps else None,
                 base_fps=cfg.base_fps,
                 temporal_compression=cfg.temporal_compression_factor,
                 reset_spatial=cfg.unified_3d_mrope_reset_spatial_ids,
             )  # built on the CPU, like the reference pipeline, then moved
+            if sound_len:  # exact integers either way, so a float32 concatenation loses nothing
+                sound_positions = sound_position_ids(sound_len, offset, cfg)
+                positions = torch.cat([positions.float(), sound_positions.float()], dim=1)
             tables = rope_tables(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_axes_dim, dtype, device)
             self._remember_rope(key, tables)
         return tables

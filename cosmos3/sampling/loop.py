@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ class StepInfo:
     """What a progress callback sees after each step (tensors are float32 on the sampling device).
 
     ``latents``: the normalised latents after the step; ``denoised``: the model's clean-latent estimate
-    ``x - sigma * v`` at this step (what previews should show).
+    ``x - sigma * v`` at this step (what previews should show); ``sound_latents``: the sound latents
+    ``[1, sound_dim, T_s]`` after the step when sound is generated, else ``None``.
     """
 
     index: int
@@ -37,6 +39,7 @@ class StepInfo:
     timestep: float
     latents: torch.Tensor
     denoised: torch.Tensor
+    sound_latents: torch.Tensor | None = None
 
 
 def reanchor(sample: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -103,8 +106,10 @@ def sample(
     device: torch.device | str | None = None,
     cfg_batch: bool = False,
     step_cache: StepCache | None = None,
+    sound_frames: int | None = None,
+    sound_noise: torch.Tensor | None = None,
     parallel: ParallelRuntime | None = None,
-) -> torch.Tensor:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Denoise from seeded noise; returns normalised latents ``[1, 48, T', H/16, W/16]`` float32 on the CPU.
 
     The clip's frames, size and fps are those ``prompt`` was encoded for (``prompt.geometry``); ``sampler``
@@ -120,11 +125,19 @@ def sample(
     ``step_cache`` (:class:`~cosmos3.runtime.step_cache.StepCache`) lets steps whose input barely changed reuse
     the previous generation-tower residual (approximate; off by default).
 
+    Sound (sound-capable transformers): ``sound_frames`` (``T_s``, see
+    :meth:`cosmos3.audio.SoundTokenizerConfig.latent_frames`) denoises a sound latent ``[1, sound_dim, T_s]``
+    jointly with the video, like the reference: its noise is drawn from the same seeded generator right after the
+    video's (or is ``sound_noise``), its tokens join every pass (cond and uncond), its velocity gets the same
+    guidance and it is advanced by its own copy of ``sampler``. Returns ``(video latents, sound latents
+    [1, sound_dim, T_s] float32 on the CPU)`` then.
+
     ``parallel`` (:class:`~cosmos3.runtime.parallel.ParallelRuntime`): call ``sample`` on every rank of the run with
-    the same arguments; the generation stream is sharded over the sequence group (Ulysses/ring) and, with
-    ``cfg=2``, cond and uncond run on different rank groups and are combined once per step. Every rank returns
-    the same latents. The ranks agree before each step, so an exception on one rank (e.g. an interrupting
-    ``callback``) stops the others with :class:`~cosmos3.runtime.parallel.ParallelError` instead of a hang.
+    the same arguments; the generation stream (video and sound tokens) is sharded over the sequence group
+    (Ulysses/ring) and, with ``cfg=2``, cond and uncond run on different rank groups and are combined once per
+    step. Every rank returns the same latents. The ranks agree before each step, so an exception on one rank (e.g.
+    an interrupting ``callback``) stops the others with :class:`~cosmos3.runtime.parallel.ParallelStopped`
+    instead of a hang.
     """
     if not isinstance(sampler, FlowSampler):
         raise TypeError(
@@ -155,6 +168,9 @@ def sample(
         mask = condition.mask(shape[2]).to(device)
         latents = mask * clean + (1.0 - mask) * latents
     latents = latents.to(state_dtype)
+    sound_latents, sound_sampler = _initial_sound(
+        transformer, sound_frames, sound_noise, generator, device, state_dtype, sampler
+    )
 
     cond_cache = prompt.cond.to(device)
     uncond_cache = prompt.uncond.to(device) if use_cfg else None
@@ -162,7 +178,7 @@ def sample(
     total = sampler.num_steps
     if step_cache is not None:
         step_cache.reset(total)
-    cfg_split = parallel is not None and parallel.config.cfg == 2
+    fp8_schedule = getattr(transformer, "fp8_matmul_schedule", None)  # cosmos3.runtime.fp8_matmul
     previous_sharding = getattr(transformer, "sequence_parallel", None)
     if parallel is not None:
         transformer.sequence_parallel = sequence_parallel_for(transformer, parallel)
@@ -173,52 +189,31 @@ def sample(
             timestep = sampler.timesteps[index].item()
             if step_cache is not None:
                 step_cache.begin_step(index)
+            if fp8_schedule is not None:
+                fp8_schedule.begin_step(index, total)
             guided = use_cfg and guidance_active(timestep, guidance_interval)
-            if guided and cfg_split:  # this rank's branch only; the pair is exchanged once per step
-                mine = parallel.cfg_index == 0
-                v_branch = transformer.velocity(
-                    latents, timestep, cond_cache if mine else uncond_cache, fps=fps, condition_frames=frames,
-                    step_cache=step_cache, branch="cond" if mine else "uncond",
-                ).float()
-                v = cfg_combine(*parallel.exchange_cfg(v_branch), guidance)
-            elif guided and both is not None:
-                pair = transformer.velocity_batch(
-                    latents, timestep, both, fps=fps, condition_frames=frames, step_cache=step_cache, branch="cfg"
-                ).float()
-                v = cfg_combine(pair[0:1], pair[1:2], guidance)
-            else:
-                v = transformer.velocity(
-                    latents,
-                    timestep,
-                    cond_cache,
-                    fps=fps,
-                    condition_frames=frames,
-                    step_cache=step_cache,
-                    branch="cond",
-                ).float()
-                if guided:
-                    v_uncond = transformer.velocity(
-                        latents,
-                        timestep,
-                        uncond_cache,
-                        fps=fps,
-                        condition_frames=frames,
-                        step_cache=step_cache,
-                        branch="uncond",
-                    )
-                    v = cfg_combine(v, v_uncond.float(), guidance)
+            v, v_sound = _step_velocity(
+                transformer, latents, sound_latents, timestep, cond_cache, uncond_cache if guided else None,
+                both if guided else None, guidance, parallel, fps=fps, condition_frames=frames,
+                step_cache=step_cache,
+            )
             denoised = latents.float() - float(sampler.sigmas[index]) * v if callback is not None else None
             latents = sampler.step(v, index, latents, generator=generator)
+            if sound_sampler is not None:
+                sound_latents = sound_sampler.step(v_sound, index, sound_latents, generator=generator)
             if condition is not None and reanchor_condition:
                 latents = reanchor(latents, clean, mask)
-            if not bool(torch.isfinite(latents).all()):
+            if not bool(torch.isfinite(latents).all()) or (
+                sound_latents is not None and not bool(torch.isfinite(sound_latents).all())
+            ):
                 raise NonFiniteLatentsError(
                     f"sampling produced non-finite latents (NaN or Inf) at step {index + 1} of {total}; the result "
                     "would be a black or garbage video. Check the checkpoint for NaN/Inf weights, or run in bf16/fp32 "
                     "instead of fp16 (overflow)."
                 )
             if callback is not None:
-                callback(StepInfo(index, total, float(timestep), latents.float(), denoised))
+                sound_now = sound_latents.float() if sound_latents is not None else None
+                callback(StepInfo(index, total, float(timestep), latents.float(), denoised, sound_now))
         if parallel is not None and not parallel.agree(True):  # a stop raised by another rank's last callback
             raise ParallelStopped(f"another rank stopped the parallel run after step {total} of {total}")
     except BaseException as exc:
@@ -236,4 +231,79 @@ def sample(
             swap.unload_all()  # the layer prefetched for a next pass
         if step_cache is not None:
             step_cache.release()
+        if fp8_schedule is not None:
+            fp8_schedule.end()
+    if sound_latents is not None:
+        return latents.float().cpu(), sound_latents.float().cpu()
     return latents.float().cpu()
+
+
+def _initial_sound(
+    transformer: Cosmos3Transformer,
+    sound_frames: int | None,
+    sound_noise: torch.Tensor | None,
+    generator: torch.Generator,
+    device: torch.device,
+    state_dtype: torch.dtype,
+    sampler: FlowSampler,
+) -> tuple[torch.Tensor | None, FlowSampler | None]:
+    """Initial sound latents (noise drawn after the video's) and the sound stream's own sampler, or ``(None, None)``."""
+    if sound_frames is None:
+        if sound_noise is not None:
+            raise ValueError("sound_noise was given without sound_frames")
+        return None, None
+    cfg = transformer.config
+    if not cfg.sound_gen:
+        raise ValueError("sound was requested but this checkpoint has no sound stream (transformer sound_gen is false)")
+    if isinstance(sound_frames, bool) or not isinstance(sound_frames, int) or sound_frames < 1:
+        raise ValueError(f"sound_frames must be a positive integer, got {sound_frames!r}")
+    shape = (1, cfg.sound_dim, sound_frames)
+    if sound_noise is None:
+        sound_noise = draw_noise(shape, generator, device, torch.float32)
+    elif tuple(sound_noise.shape) != shape:
+        raise ValueError(f"sound_noise must have shape {list(shape)}, got {list(sound_noise.shape)}")
+    sampler.reset()
+    return sound_noise.to(device=device, dtype=state_dtype), copy.deepcopy(sampler)
+
+
+def _step_velocity(
+    transformer: Cosmos3Transformer,
+    latents: torch.Tensor,
+    sound_latents: torch.Tensor | None,
+    timestep: float,
+    cond_cache,
+    uncond_cache,
+    both: BatchedTextKV | None,
+    guidance: float,
+    parallel: ParallelRuntime | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The guided float32 velocity of one step (``uncond_cache`` / ``both`` set when guidance applies) for the video
+    and, when ``sound_latents`` is given, for the sound (``None`` otherwise). With CFG parallel (``parallel.config.cfg
+    == 2``) this rank runs only its branch and the pair is exchanged."""
+    if sound_latents is not None:
+        kwargs["sound"] = sound_latents
+
+    def split(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return (out[0].float(), out[1].float()) if sound_latents is not None else (out.float(), None)
+
+    if uncond_cache is not None and parallel is not None and parallel.config.cfg == 2:
+        mine = parallel.cfg_index == 0
+        v, v_sound = split(transformer.velocity(
+            latents, timestep, cond_cache if mine else uncond_cache, branch="cond" if mine else "uncond", **kwargs
+        ))
+        v = cfg_combine(*parallel.exchange_cfg(v), guidance)
+        v_sound = cfg_combine(*parallel.exchange_cfg(v_sound), guidance) if v_sound is not None else None
+        return v, v_sound
+
+    if both is not None:
+        pair, pair_sound = split(transformer.velocity_batch(latents, timestep, both, branch="cfg", **kwargs))
+        v = cfg_combine(pair[0:1], pair[1:2], guidance)
+        v_sound = cfg_combine(pair_sound[0:1], pair_sound[1:2], guidance) if pair_sound is not None else None
+        return v, v_sound
+    v, v_sound = split(transformer.velocity(latents, timestep, cond_cache, branch="cond", **kwargs))
+    if uncond_cache is not None:
+        u, u_sound = split(transformer.velocity(latents, timestep, uncond_cache, branch="uncond", **kwargs))
+        v = cfg_combine(v, u, guidance)
+        v_sound = cfg_combine(v_sound, u_sound, guidance) if v_sound is not None else None
+    return v, v_sound

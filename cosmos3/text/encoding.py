@@ -12,6 +12,7 @@ import torch
 
 from ..geometry import Geometry
 from ..model.transformer import Cosmos3Transformer, TextKVCache
+from .prompt_checks import check_negative_text, check_prompt_text
 from .tokenizer import PromptTokenizer, tokenize_prompts
 
 
@@ -122,6 +123,7 @@ def encode_prompt(
     offload_device: torch.device | str | None = "cpu",
     encoder: Callable[[torch.Tensor], TextKVCache] | None = None,
     kv_cache: PromptKVCache | None = None,
+    allow_empty_prompt: bool = False,
     **format_options: Any,
 ) -> EncodedPrompt:
     """Tokenize (templates per ``prompt_style``, announcing ``geometry``) and run the text tower for the prompt and
@@ -130,12 +132,11 @@ def encode_prompt(
     The caches are moved to ``offload_device`` (default CPU; ``None`` keeps them where they were computed).
     ``encoder`` replaces ``transformer.encode_text`` (e.g. :meth:`cosmos3.runtime.offload.TextTowerResidency.encode`,
     which brings an evicted text tower back first); ``kv_cache`` (:class:`PromptKVCache`) skips the text
-    tower for token ids encoded before.
+    tower for token ids encoded before. An empty or whitespace-only ``prompt`` is refused
+    (:class:`~cosmos3.text.prompt_checks.EmptyPromptError`) unless ``allow_empty_prompt``; the negative may be empty.
     """
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    if negative_prompt is not None and not isinstance(negative_prompt, str):
-        raise TypeError(f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}")
+    check_prompt_text(prompt, allow_empty=allow_empty_prompt)
+    check_negative_text(negative_prompt)
     if use_system_prompt is not None:
         format_options["use_system_prompt"] = use_system_prompt
     tokens = tokenize_prompts(

@@ -392,6 +392,11 @@ class Latent(ComfyTypeIO):
     Type = dict
 
 
+@comfytype(io_type="AUDIO")
+class Audio(ComfyTypeIO):
+    Type = dict  # {"waveform": [B, C, N] float tensor, "sample_rate": int}
+
+
 # ------------------------------------------------------------------------------------------------------
 # Hidden inputs
 
