@@ -28,11 +28,13 @@ CASES = {
     "t2v": (Geometry(9, 80, 80), False),
     "i2v": (Geometry(5, 48, 80), True),
     "t2i": (Geometry(1, 80, 48), False),
+    "t2v_sound": (Geometry(9, 80, 80), False),  # 27 video tokens + 5 sound tokens in one generation stream
 }
+SOUND = dict(sound_gen=True, sound_dim=16, sound_latent_fps=25.0)
 
 
-def tiny_model(seed: int = 0) -> Cosmos3Transformer:
-    config = TransformerConfig.from_dict(TINY, source="parallel test")
+def tiny_model(seed: int = 0, sound: bool = False) -> Cosmos3Transformer:
+    config = TransformerConfig.from_dict({**TINY, **(SOUND if sound else {})}, source="parallel test")
     model = Cosmos3Transformer(config, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -61,10 +63,11 @@ def tiny_inputs(model: Cosmos3Transformer, case: str) -> tuple[EncodedPrompt, Im
 
 def run_sample(model, case: str, parallel=None, cfg_batch: bool = False, steps: int = 3, callback=None) -> torch.Tensor:
     prompt, condition = tiny_inputs(model, case)
-    return sample(
+    out = sample(
         model, prompt, build_sampler("native", steps, 3.0), guidance_scale=4.0, seed=1, condition=condition,
-        parallel=parallel, cfg_batch=cfg_batch, callback=callback,
+        parallel=parallel, cfg_batch=cfg_batch, callback=callback, sound_frames=5 if "sound" in case else None,
     )
+    return torch.cat([out[0].flatten(), out[1].flatten()]) if isinstance(out, tuple) else out
 
 
 def compare_worker(rank: int, world: int, init: str, jobs: list, out_dir: str, timeout_s: float) -> None:
@@ -74,9 +77,10 @@ def compare_worker(rank: int, world: int, init: str, jobs: list, out_dir: str, t
     out = Path(out_dir)
     try:
         dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-        model = tiny_model()
+        plain, with_sound = tiny_model(), tiny_model(sound=True)
         results, refs = {}, {}
         for layout, case, cfg_batch in jobs:
+            model = with_sound if "sound" in case else plain
             key = f"{layout}|{case}|{int(cfg_batch)}"
             reference = refs.get((case, cfg_batch))
             if reference is None:

@@ -48,6 +48,9 @@ def test_two_ranks_ulysses_cfg_ring(tmp_path):
         ("ring=2", "t2v", True),  # ring with left-padded prompts
         ("ring=2", "i2v", False),
         ("ring=2", "t2i", False),
+        ("ulysses=2", "t2v_sound", False),  # sound tokens ride along in the sharded stream
+        ("cfg=2", "t2v_sound", False),
+        ("ring=2", "t2v_sound", True),
     ]
     _run(2, jobs, tmp_path)
 
