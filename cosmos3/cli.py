@@ -162,15 +162,15 @@ def run_generate(args: argparse.Namespace) -> Path | None:
     try:
         return _generate_and_write(pipe, args, request, sound, progress, start)
     finally:
-        if pipe.parallel is not None:
+        if getattr(pipe, "parallel", None) is not None:
             pipe.parallel.close()
 
 
 def _generate_and_write(pipe, args, request, sound: bool, progress, start: float) -> Path | None:
     from .pipeline import UNGUARDED_WARNING
 
-    if pipe.parallel is not None:
-        rt = pipe.parallel
+    rt = getattr(pipe, "parallel", None)
+    if rt is not None:
         progress.line(f"  parallel {rt.config.describe()}: rank {rt.rank} of {rt.world_size} on {rt.device}")
     progress.line(f"  loaded in {format_seconds(time.perf_counter() - start)}")
     with warnings.catch_warnings():
@@ -185,7 +185,7 @@ def _generate_and_write(pipe, args, request, sound: bool, progress, start: float
             guardrail=request.guardrail, allow_empty_prompt=args.allow_empty_prompt, stage_callback=progress.stage,
             **({"sound": True} if sound else {}),
         )
-    if pipe.parallel is not None and not pipe.parallel.is_main:  # only rank 0 decodes and writes
+    if rt is not None and not rt.is_main:  # only rank 0 decodes and writes
         return None
     fps = request.plan.geometry.fps
     if sound:
