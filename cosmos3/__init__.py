@@ -3,7 +3,7 @@
 Layout: ``model/`` (the MoT transformer: config, layers, towers, attention, RoPE, loading, fp8), ``vae/`` (Wan 2.2
 VAE), ``text/`` (prompt templates, tokenizer, prompt -> cached text K/V), ``sampling/`` (sigmas, samplers,
 settings resolution, conditions, the denoising loop), ``runtime/`` (block swap, text-tower eviction, step
-cache, compile), ``files/`` (safetensors, JSON side files, checkpoint folders, media); ``geometry``,
+cache, compile, parallel), ``files/`` (safetensors, JSON side files, checkpoint folders, media); ``geometry``,
 ``variants`` and ``defaults`` hold the size rules, the variants' envelopes and the default settings.
 
 Public API (stable names):
@@ -18,6 +18,7 @@ Public API (stable names):
 
 Speed and memory helpers: :func:`enable_block_swap` / :func:`disable_block_swap`, :class:`StepCache`,
 :func:`compile_generation_layers`, :class:`BatchedTextKV` (batched CFG), :func:`available_attention_backends`.
+Several processes/GPUs: :class:`ParallelConfig` and :func:`init_parallel` (sequence and CFG parallel).
 
 Attributes are imported lazily so ``import cosmos3`` stays cheap.
 """
@@ -49,6 +50,8 @@ _LAZY = {
     "load_upsampler": ".text.upsampler",
     "PromptUpsampler": ".text.upsampler",
     "build_structured_prompt": ".text.structured_prompt",
+    "ParallelConfig": ".runtime.parallel",
+    "init_parallel": ".runtime.parallel",
 }
 
 

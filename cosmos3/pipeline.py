@@ -17,11 +17,14 @@ import torch
 
 from .audio.stream import SoundStream, SoundUnavailableError
 from .defaults import GenerationDefaults, Mode, generation_defaults
+from .errors import Cosmos3Error
 from .files.checkpoint import CheckpointInfo
+from .files.json_files import read_json_object
 from .model.loading import load_text_tower, load_transformer
 from .model.transformer import Cosmos3Transformer
 from .runtime.memory_budget import check_request_memory
 from .runtime.offload import TEXT_TOWER_MODES, TextTowerResidency
+from .runtime.parallel import DEFAULT_TIMEOUT_S, ParallelConfig, ParallelRuntime, init_parallel
 from .runtime.step_cache import StepCache
 from .sampling.conditioning import (
     ImageCondition,
@@ -78,7 +81,10 @@ class Cosmos3Pipeline:
     generation-tower pass), ``step_cache`` (a :class:`~cosmos3.runtime.step_cache.StepCache` or ``None``),
     ``text_residency`` (:class:`~cosmos3.runtime.offload.TextTowerResidency`: whether the text tower leaves the device
     after encoding) and ``prompt_cache`` (:class:`~cosmos3.text.encoding.PromptKVCache`: K/V of recent prompts,
-    so repeating a prompt needs no text tower).
+    so repeating a prompt needs no text tower). ``parallel`` (a
+    :class:`~cosmos3.runtime.parallel.ParallelRuntime`, set by ``from_pretrained(parallel=...)``): every rank of the
+    run calls :meth:`generate` with the same arguments; the sampling is split over the ranks and only rank 0
+    decodes and returns frames (the other ranks return ``None``).
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class Cosmos3Pipeline:
         self.prompt_cache = prompt_cache
         self.cfg_batch = False
         self.step_cache: StepCache | None = None
+        self.parallel: ParallelRuntime | None = None
         self._warned_unguarded = False
         # Sound (sound-capable checkpoints): the sound tokenizer location; its decoder loads on first use.
         self.sound = sound or SoundStream(transformer.config, None)
@@ -119,6 +126,8 @@ class Cosmos3Pipeline:
         prompt_cache: int | None = None,
         attention_backend: str | None = None,
         sound_tokenizer_path: str | Path | None = None,
+        parallel: ParallelConfig | ParallelRuntime | None = None,
+        parallel_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Cosmos3Pipeline:
         """Load a diffusers-layout checkpoint folder (``transformer/``, ``vae/``, ``text_tokenizer/``, ...).
 
@@ -130,10 +139,27 @@ class Cosmos3Pipeline:
         keep (default 4 when the text tower is evicted, else 0). ``attention_backend``: see
         :mod:`cosmos3.model.attention`. ``sound_tokenizer_path`` overrides the sound tokenizer location (default:
         the checkpoint's ``sound_tokenizer/``; loaded only when sound is generated).
+
+        ``parallel``: a :class:`~cosmos3.runtime.parallel.ParallelConfig` joins the process group of the run
+        (under ``torchrun``: from its environment; collectives time out after ``parallel_timeout_s``) after checking
+        the layout against the checkpoint's heads and the world size, before any weight is read; the weights then
+        load onto this rank's device (``cuda:LOCAL_RANK``, or the CPU with gloo), whatever ``device`` says. A
+        ready :class:`~cosmos3.runtime.parallel.ParallelRuntime` is used as it is.
         """
         mode = text_tower_mode(offload_text_tower)
         info = CheckpointInfo.read(checkpoint_dir)
         transformer_path = info.root / "transformer"
+        runtime = None
+        if isinstance(parallel, ParallelConfig):
+            heads = read_json_object(transformer_path / "config.json", Cosmos3Error, "transformer config")
+            runtime = init_parallel(
+                parallel, timeout_s=parallel_timeout_s, num_heads=heads.get("num_attention_heads"),
+                num_kv_heads=heads.get("num_key_value_heads"),
+            )
+        elif parallel is not None:
+            runtime = parallel
+        if runtime is not None:
+            device = runtime.device
         transformer = load_transformer(
             transformer_path,
             dtype=dtype,
@@ -159,7 +185,7 @@ class Cosmos3Pipeline:
             sound = SoundStream(transformer.config, sound_tokenizer_path, dtype, device, checkpoint=info.root)
         else:
             sound = SoundStream.for_checkpoint(transformer.config, info.root, dtype, device)
-        return cls(
+        pipe = cls(
             transformer,
             vae,
             tokenizer,
@@ -168,6 +194,8 @@ class Cosmos3Pipeline:
             prompt_cache=PromptKVCache(entries) if entries else None,
             sound=sound,
         )
+        pipe.parallel = runtime
+        return pipe
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -242,7 +270,7 @@ class Cosmos3Pipeline:
         upsampler: Any = None,
         audio_description: str | None = None,
         plain_prompt: str = "auto",
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
         """Generate frames ``[F, H, W, 3]`` float32 in [0, 1] (``F = 1`` for text-to-image).
 
         The mode follows the inputs: ``num_frames == 1`` text-to-image, ``image`` image-to-video, ``video``
@@ -269,6 +297,9 @@ class Cosmos3Pipeline:
         the guardrail then checks both the typed prompt and the caption. ``plain_prompt`` (``auto`` /
         ``as_text`` / ``temporal_caption``) decides how a non-JSON prompt is fed (see
         :func:`cosmos3.text.structured_prompt.resolve_plain_prompt`).
+
+        With :attr:`parallel` set, call this on every rank with the same arguments; rank 0 decodes (the VAE runs
+        once, on rank 0) and returns the frames, the other ranks return ``None`` after sampling.
         """
         check_prompt_text(prompt, allow_empty=allow_empty_prompt)
         check_negative_text(negative_prompt)
@@ -338,8 +369,10 @@ class Cosmos3Pipeline:
         latents = sample(
             self.transformer, encoded, sampler, guidance_scale=plan.guidance, seed=seed, condition=condition,
             guidance_interval=plan.guidance_interval, callback=step_callback, cfg_batch=self.cfg_batch,
-            step_cache=self.step_cache, sound_frames=sound_frames,
+            step_cache=self.step_cache, sound_frames=sound_frames, parallel=self.parallel,
         )
+        if self.parallel is not None and not self.parallel.is_main:
+            return None
         latents, sound_latents = latents if sound else (latents, None)
         if return_latents:
             return latents if sound_latents is None else (latents, sound_latents)

@@ -30,7 +30,8 @@ C3MOT_TEXT = io.Custom("C3MOT_TEXT")  # encoded prompt(s): text-tower K/V cache,
 C3MOT_VAE = io.Custom("C3MOT_VAE")  # the Wan 2.2 VAE (nodes.vae_nodes.VAEHandle)
 C3MOT_IMAGE_COND = io.Custom("C3MOT_IMAGE_COND")  # image-to-video condition: clean frame-0 latent + mask
 C3MOT_GUARDRAIL = io.Custom("C3MOT_GUARDRAIL")  # the configured guardrail (nodes.guardrail_nodes)
-CUSTOM_TYPES = (C3MOT_MODEL, C3MOT_TEXT, C3MOT_VAE, C3MOT_IMAGE_COND, C3MOT_GUARDRAIL)
+C3MOT_PARALLEL = io.Custom("C3MOT_PARALLEL")  # multi-GPU sampling layout (nodes.parallel_nodes)
+CUSTOM_TYPES = (C3MOT_MODEL, C3MOT_TEXT, C3MOT_VAE, C3MOT_IMAGE_COND, C3MOT_GUARDRAIL, C3MOT_PARALLEL)
 
 
 def display_name(name: str) -> str:

@@ -9,6 +9,7 @@ from . import (
     latent_nodes,
     lora_nodes,
     model_nodes,
+    parallel_nodes,
     prompt_nodes,
     sampler_nodes,
     sound_nodes,
@@ -24,7 +25,7 @@ NODE_PREFIX = "C3MoT"
 # node id starts with NODE_PREFIX and whose display name starts with DISPLAY_PREFIX.
 NODE_MODULES = (
     guardrail_nodes, vae_nodes, latent_nodes, model_nodes, text_nodes, conditioning_nodes, sampler_nodes, sound_nodes,
-    core_nodes, lora_nodes, prompt_nodes, video_condition_nodes,  # nodes added after the saved-workflow snapshot
+    core_nodes, lora_nodes, prompt_nodes, video_condition_nodes, parallel_nodes,  # added after the snapshot
 )
 
 

@@ -24,14 +24,15 @@ from ..cosmos3.runtime.offload import enable_block_swap
 from ..cosmos3.runtime.step_cache import StepCache
 from ..cosmos3.sampling import plan as plan_mod
 from ..cosmos3.sampling.conditioning import ImageCondition
-from ..cosmos3.sampling.loop import MAX_GUIDANCE, sample
+from ..cosmos3.sampling.loop import MAX_GUIDANCE
 from ..cosmos3.sampling.schedulers import MAX_SHIFT, MAX_STEPS, SamplerConfigError
 from ..cosmos3.text.encoding import EncodedPrompt
-from . import _comfy, core_model, sound_nodes
+from . import _comfy, core_model, parallel_nodes, sound_nodes
 from ._comfy import io
 from .common import (
     C3MOT_IMAGE_COND,
     C3MOT_MODEL,
+    C3MOT_PARALLEL,
     C3MOT_TEXT,
     CATEGORY_ROOT,
     MAX_SEED,
@@ -170,6 +171,7 @@ def run_sampler(
     compile_layers: bool = False,
     sound: str = "off",
     return_sound: bool = False,
+    parallel=None,
 ) -> dict | tuple[dict, dict]:
     """Everything the Sampler node does; returns the LATENT dict.
 
@@ -211,6 +213,7 @@ def run_sampler(
     cache = _speed_options(
         model, step_cache=step_cache, step_cache_warmup=step_cache_warmup, blocks_to_swap=blocks_to_swap
     )
+    run = parallel_nodes.sampler_for(model, parallel, attention, cache)  # a bad layout fails before weights move
     _comfy.warn_user(plan.warnings)  # settings that change the result: on the node and as a toast, not only logged
     use_cfg = plan.guidance != 1.0
     need = plan_mod.estimate_sampling_bytes(
@@ -253,7 +256,7 @@ def run_sampler(
     previous = transformer.attention_backend
     transformer.attention_backend = attention
     try:
-        latents = sample(
+        latents = run(
             transformer, text, sampler, guidance_scale=plan.guidance, seed=seed, condition=image_cond,
             guidance_interval=plan.guidance_interval, callback=on_step, device=device, cfg_batch=cfg_batch,
             step_cache=cache, sound_frames=sound_frames,
@@ -301,8 +304,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "seed",
-                    default=0,
-                    min=0,
+                    default=0, min=0,
                     max=MAX_SEED,
                     step=1,
                     control_after_generate=True,
@@ -310,8 +312,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "steps",
-                    default=0,
-                    min=0,
+                    default=0, min=0,
                     max=MAX_STEPS,
                     step=1,
                     tooltip=(
@@ -321,11 +322,9 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "cfg",
-                    default=0.0,
-                    min=0.0,
+                    default=0.0, min=0.0,
                     max=MAX_GUIDANCE,
-                    step=0.1,
-                    round=0.01,
+                    step=0.1, round=0.01,
                     tooltip=(
                         "Classifier-free guidance scale; 0 = auto (6.0 for video, 4.0 for images, 1.0 for distilled "
                         "checkpoints). 1.0 = no guidance (the negative prompt is not used, twice as fast)."
@@ -333,11 +332,9 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "shift",
-                    default=0.0,
-                    min=0.0,
+                    default=0.0, min=0.0,
                     max=MAX_SHIFT,
-                    step=0.1,
-                    round=0.01,
+                    step=0.1, round=0.01,
                     tooltip=(
                         "Flow shift of the sigma schedule; 0 = auto (video: 10 for Nano, 5 for Super, 3 for Edge; "
                         "images: 3). Lower values spend more steps on detail, higher on layout; lower-resolution video "
@@ -372,10 +369,8 @@ class Sampler(io.ComfyNode):
                 io.Boolean.Input(
                     "cfg_interval",
                     default=False,
-                    tooltip=(
-                        "Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use for "
-                        "text-to-image; the framework default is off)."
-                    ),
+                    tooltip=("Apply guidance only for timesteps between 400 and 1000 (an option other runtimes use "
+                             "for text-to-image; the framework default is off)."),
                 ),
                 C3MOT_IMAGE_COND.Input(
                     "image_cond",
@@ -398,11 +393,9 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "step_cache",
-                    default=0.0,
-                    min=0.0,
+                    default=0.0, min=0.0,
                     max=MAX_STEP_CACHE,
-                    step=0.01,
-                    round=0.001,
+                    step=0.01, round=0.001,
                     optional=True,
                     tooltip=(
                         "Step cache threshold (TeaCache-style): a step whose input changed less than this (accumulated "
@@ -412,8 +405,7 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "step_cache_warmup",
-                    default=3,
-                    min=0,
+                    default=3, min=0,
                     max=MAX_STEPS,
                     step=1,
                     optional=True,
@@ -421,28 +413,24 @@ class Sampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "blocks_to_swap",
-                    default=0,
-                    min=0,
+                    default=0, min=0,
                     max=MAX_BLOCKS_TO_SWAP,
                     step=1,
                     optional=True,
-                    tooltip=(
-                        "Generation layers kept in system RAM and streamed to the GPU one layer ahead while sampling "
-                        "(0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
-                        "slower when PCIe "
-                        "cannot keep up."
-                    ),
+                    tooltip=("Generation layers kept in system RAM and streamed to the GPU one layer ahead while "
+                             "sampling (0 = load the whole generation tower). Lowers VRAM by about the layers' size; "
+                             "slower when PCIe cannot keep up."),
                 ),
                 io.Boolean.Input(
                     "compile",
                     default=False,
                     optional=True,
-                    tooltip=(
-                        "torch.compile the generation layers (the first run compiles and is slow; needs a working "
-                        "Triton/C++ toolchain)."
-                    ),
+                    tooltip=("torch.compile the generation layers (the first run compiles and is slow; needs a working "
+                             "Triton/C++ toolchain)."),
                 ),
                 sound_nodes.sound_input(),
+                C3MOT_PARALLEL.Input("parallel", optional=True, tooltip=(
+                    "Optional: from the Cosmos3 MoT Parallel node, to split each step over several GPUs.")),
             ],
             outputs=[
                 io.Latent.Output(
@@ -473,6 +461,7 @@ class Sampler(io.ComfyNode):
         blocks_to_swap=0,
         compile=False,
         sound="off",
+        parallel=None,
     ) -> io.NodeOutput:
         return io.NodeOutput(
             *run_sampler(
@@ -494,6 +483,7 @@ class Sampler(io.ComfyNode):
                 compile_layers=compile,
                 sound=sound,
                 return_sound=True,
+                parallel=parallel,
             )
         )
 

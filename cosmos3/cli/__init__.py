@@ -9,6 +9,7 @@ an output being written is never left behind half-written.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -22,6 +23,7 @@ import torch
 from ..dtypes import DTYPES
 from ..errors import Cosmos3Error
 from ..files.media import OUTPUT_FORMATS, write_frames
+from ..runtime.parallel import ParallelConfig
 from ..sampling.schedulers import SCHEDULE_HELP, SCHEDULES
 from .checks import CliError, cli_message, prepare_request
 from .progress import Progress, describe_request, format_seconds
@@ -116,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="generate sound with the video (sound-capable checkpoints): the .mp4 gets an AAC track")
     gen.add_argument("--sound-output", type=Path, default=None,
                      help="also write the waveform alone to this .wav file (16-bit PCM; implies --sound)")
+    gen.add_argument("--parallel", default=None, metavar="LAYOUT",
+                     help="split sampling over the processes of a torchrun launch, e.g. ulysses=2,cfg=2 "
+                     "(ulysses*ring*cfg = processes); only rank 0 writes the output (default: one process)")
+    gen.add_argument("--parallel-timeout", type=float, default=600.0,
+                     help="seconds before a stalled exchange between the processes fails the run")
 
     demo = sub.add_parser("demo", help="install check on a tiny random checkpoint (the outputs are noise)",
                           formatter_class=_HelpFormatter)
@@ -124,11 +131,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_generate(args: argparse.Namespace) -> Path:
+class _Silent:
+    """Progress of a rank other than 0 under torchrun: says nothing (rank 0 reports)."""
+
+    def line(self, *args, **kwargs) -> None:
+        pass
+
+    def stage(self, *args, **kwargs) -> None:
+        pass
+
+    def step(self, *args, **kwargs) -> None:
+        pass
+
+
+def run_generate(args: argparse.Namespace) -> Path | None:
     start = time.perf_counter()
+    layout = ParallelConfig.parse(args.parallel) if getattr(args, "parallel", None) else None
     request = prepare_request(args)  # everything checkable without the weights, before loading them
     sound = check_sound_outputs(args, request.output)
-    progress = Progress()
+    progress = _Silent() if layout is not None and os.environ.get("RANK", "0") != "0" else Progress()
     progress.line(describe_request(request.plan, request.variant, request.device, request.dtype))
     for warning in request.plan.warnings:
         progress.line(f"warning: {warning}")
@@ -136,7 +157,7 @@ def run_generate(args: argparse.Namespace) -> Path:
         progress.line(f"guardrail: {request.guardrail.describe()}")
     else:
         progress.line("guardrail: none runs (pass --guardrail FOLDER to check the prompt and the frames)")
-    from ..pipeline import UNGUARDED_WARNING, Cosmos3Pipeline
+    from ..pipeline import Cosmos3Pipeline
 
     upsampler = None
     if args.upsample is not None:
@@ -149,7 +170,21 @@ def run_generate(args: argparse.Namespace) -> Path:
         upsampler = load_upsampler(args.upsample, device=request.device, offload_device="cpu")
     progress.line(f"  loading {args.checkpoint} ...")
     pipe = Cosmos3Pipeline.from_pretrained(args.checkpoint, dtype=request.dtype, device=request.device,
-                                           vae_path=args.vae)
+                                           vae_path=args.vae, parallel=layout,
+                                           parallel_timeout_s=getattr(args, "parallel_timeout", 600.0))
+    try:
+        return _generate_and_write(pipe, args, request, sound, progress, start, upsampler)
+    finally:
+        if getattr(pipe, "parallel", None) is not None:
+            pipe.parallel.close()
+
+
+def _generate_and_write(pipe, args, request, sound: bool, progress, start: float, upsampler=None) -> Path | None:
+    from ..pipeline import UNGUARDED_WARNING
+
+    rt = getattr(pipe, "parallel", None)
+    if rt is not None:
+        progress.line(f"  parallel {rt.config.describe()}: rank {rt.rank} of {rt.world_size} on {rt.device}")
     progress.line(f"  loaded in {format_seconds(time.perf_counter() - start)}")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=re.escape(UNGUARDED_WARNING[:60]))  # said above already
@@ -163,6 +198,8 @@ def run_generate(args: argparse.Namespace) -> Path:
             guardrail=request.guardrail, allow_empty_prompt=args.allow_empty_prompt, stage_callback=progress.stage,
             upsampler=upsampler, **({"sound": True} if sound else {}),
         )
+    if rt is not None and not rt.is_main:  # only rank 0 decodes and writes
+        return None
     fps = request.plan.geometry.fps
     if sound:
         frames = write_sound_outputs(args, request.output, frames, pipe.sound_sample_rate, fps)

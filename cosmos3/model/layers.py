@@ -11,6 +11,7 @@ application can substitute casting/quantised layers; the RMSNorms are always thi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from .norms import RMSNorm
 from .rope import apply_rope
 
 TIMESTEP_CHANNELS = 256
+AttendFn = Callable[..., torch.Tensor]
 _TIMESTEP_MAX_PERIOD = 10000
 
 
@@ -140,6 +142,7 @@ class GenLayer(nn.Module):
         sin: torch.Tensor,
         backend: str = "sdpa",
         key_padding: KeyPadding | None = None,
+        attend: AttendFn | None = None,
     ) -> torch.Tensor:
         """One generation layer over latent tokens attending to ``[text K/V ; latent K/V]``.
 
@@ -148,6 +151,9 @@ class GenLayer(nn.Module):
             text_k, text_v: ``[B, nkv, Lt, head_dim]`` cached text keys (normed, rotated) and values.
             cos, sin: RoPE tables ``[N, head_dim]`` (shared) or ``[B, N, head_dim]`` (per prompt).
             key_padding: left padding of the text part when the prompts have different lengths.
+            attend: replaces the local attention when the sequence is sharded over ranks
+                (:meth:`cosmos3.runtime.parallel.SequenceParallel.attend`): ``attend(q, k, v, text_k, text_v,
+                backend, key_padding)`` with ``q`` [B, N, nh, hd], ``k``/``v`` [B, N, nkv, hd] -> [B, N, nh, hd].
 
         Returns:
             ``[B, N, hidden]``.
@@ -166,10 +172,14 @@ class GenLayer(nn.Module):
             k = k.expand(batch, -1, -1, -1)
         if v.shape[0] != batch:
             v = v.expand(batch, -1, -1, -1)
-        keys = torch.cat([text_k, k.transpose(1, 2)], dim=2)
-        values = torch.cat([text_v, v.transpose(1, 2)], dim=2)
-        attn = attention(q.transpose(1, 2), keys, values, causal=False, backend=backend, key_padding=key_padding)
-        hidden = hidden + self.to_add_out(attn.transpose(1, 2).reshape(batch, length, nh * hd))
+        if attend is not None:
+            attn = attend(q, k, v, text_k, text_v, backend, key_padding)  # [B, N, nh, hd]
+        else:
+            keys = torch.cat([text_k, k.transpose(1, 2)], dim=2)
+            values = torch.cat([text_v, v.transpose(1, 2)], dim=2)
+            attn = attention(q.transpose(1, 2), keys, values, causal=False, backend=backend, key_padding=key_padding)
+            attn = attn.transpose(1, 2)
+        hidden = hidden + self.to_add_out(attn.reshape(batch, length, nh * hd))
         return hidden + self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(hidden))
 
 

@@ -51,6 +51,7 @@ from .text_kv import BatchedTextKV, TextKVCache
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.offload import BlockSwap
+    from ..runtime.parallel import SequenceParallel
     from ..runtime.step_cache import StepCache
 
 _ROPE_CACHE_SIZE = 8
@@ -78,8 +79,8 @@ class Cosmos3Transformer(nn.Module):
 
     Runtime attributes: ``attention_backend`` (validated kernel name, default ``"sdpa"``), ``compute_dtype``
     (activation dtype; update it if you cast the weights by hand), ``time_embedding_per_token``,
-    ``block_swap`` (see :mod:`cosmos3.runtime.offload`), ``split_padded_attention`` and ``compiled_layers``
-    (see :mod:`cosmos3.runtime.compile`).
+    ``block_swap`` (see :mod:`cosmos3.runtime.offload`), ``split_padded_attention``, ``compiled_layers``
+    (see :mod:`cosmos3.runtime.compile`) and ``sequence_parallel`` (see :mod:`cosmos3.runtime.parallel`).
     """
 
     def __init__(
@@ -106,6 +107,8 @@ class Cosmos3Transformer(nn.Module):
         # Batched prompts of different lengths: True = per-prompt attention calls instead of one masked call.
         self.split_padded_attention = False
         self.compiled_layers: dict | None = None  # set by cosmos3.runtime.compile.compile_generation_layers
+        # Sequence parallel (cosmos3.runtime.parallel.SequenceParallel): shards the generation stream over ranks.
+        self.sequence_parallel: SequenceParallel | None = None
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ settings
@@ -301,10 +304,17 @@ class Cosmos3Transformer(nn.Module):
         backend = self._attention_backend
         layers = self.gen_tower.layers
         swap = self.block_swap
+        parallel = self.sequence_parallel
+        attend = None
+        if parallel is not None:  # the whole generation sequence, global positions already in cos/sin
+            hidden, cos, sin = parallel.shard(hidden, cos, sin)
+            attend = parallel.attend
         schedule = swap.schedule(layers) if swap is not None else enumerate(layers)
         with contextlib.closing(schedule) if swap is not None else contextlib.nullcontext():
             for index, layer in schedule:
-                hidden = layer(hidden, text.keys[index], text.values[index], cos, sin, backend, padding)
+                hidden = layer(hidden, text.keys[index], text.values[index], cos, sin, backend, padding, attend)
+        if parallel is not None:
+            hidden = parallel.gather(hidden)
         if step_cache is not None:
             step_cache.store(branch, hidden - start)
         return hidden

@@ -12,6 +12,7 @@ import torch
 from ..errors import Cosmos3Error
 from ..geometry import Geometry
 from ..model.transformer import BatchedTextKV, Cosmos3Transformer
+from ..runtime.parallel import ParallelError, ParallelRuntime, ParallelStopped, sequence_parallel_for
 from ..runtime.step_cache import StepCache
 from ..text.encoding import EncodedPrompt
 from .conditioning import ImageCondition
@@ -107,6 +108,7 @@ def sample(
     step_cache: StepCache | None = None,
     sound_frames: int | None = None,
     sound_noise: torch.Tensor | None = None,
+    parallel: ParallelRuntime | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Denoise from seeded noise; returns normalised latents ``[1, 48, T', H/16, W/16]`` float32 on the CPU.
 
@@ -129,6 +131,13 @@ def sample(
     video's (or is ``sound_noise``), its tokens join every pass (cond and uncond), its velocity gets the same
     guidance and it is advanced by its own copy of ``sampler``. Returns ``(video latents, sound latents
     [1, sound_dim, T_s] float32 on the CPU)`` then.
+
+    ``parallel`` (:class:`~cosmos3.runtime.parallel.ParallelRuntime`): call ``sample`` on every rank of the run with
+    the same arguments; the generation stream (video and sound tokens) is sharded over the sequence group
+    (Ulysses/ring) and, with ``cfg=2``, cond and uncond run on different rank groups and are combined once per
+    step. Every rank returns the same latents. The ranks agree before each step, so an exception on one rank (e.g.
+    an interrupting ``callback``) stops the others with :class:`~cosmos3.runtime.parallel.ParallelStopped`
+    instead of a hang.
     """
     if not isinstance(sampler, FlowSampler):
         raise TypeError(
@@ -170,8 +179,13 @@ def sample(
     if step_cache is not None:
         step_cache.reset(total)
     fp8_schedule = getattr(transformer, "fp8_matmul_schedule", None)  # cosmos3.runtime.fp8_matmul
+    previous_sharding = getattr(transformer, "sequence_parallel", None)
+    if parallel is not None:
+        transformer.sequence_parallel = sequence_parallel_for(transformer, parallel)
     try:
         for index in range(total):
+            if parallel is not None and not parallel.agree(True):
+                raise ParallelStopped(f"another rank stopped the parallel run before step {index + 1} of {total}")
             timestep = sampler.timesteps[index].item()
             if step_cache is not None:
                 step_cache.begin_step(index)
@@ -180,7 +194,8 @@ def sample(
             guided = use_cfg and guidance_active(timestep, guidance_interval)
             v, v_sound = _step_velocity(
                 transformer, latents, sound_latents, timestep, cond_cache, uncond_cache if guided else None,
-                both if guided else None, guidance, fps=fps, condition_frames=frames, step_cache=step_cache,
+                both if guided else None, guidance, parallel, fps=fps, condition_frames=frames,
+                step_cache=step_cache,
             )
             denoised = latents.float() - float(sampler.sigmas[index]) * v if callback is not None else None
             latents = sampler.step(v, index, latents, generator=generator)
@@ -199,7 +214,18 @@ def sample(
             if callback is not None:
                 sound_now = sound_latents.float() if sound_latents is not None else None
                 callback(StepInfo(index, total, float(timestep), latents.float(), denoised, sound_now))
+        if parallel is not None and not parallel.agree(True):  # a stop raised by another rank's last callback
+            raise ParallelStopped(f"another rank stopped the parallel run after step {total} of {total}")
+    except BaseException as exc:
+        if parallel is not None and not isinstance(exc, ParallelError):
+            try:  # tell the other ranks (waiting at the next step's signal) to stop too
+                parallel.agree(False)
+            except ParallelError:
+                pass
+        raise
     finally:  # free what only sampling needed (the VAE decode wants the room)
+        if parallel is not None:
+            transformer.sequence_parallel = previous_sharding
         swap = getattr(transformer, "block_swap", None)
         if swap is not None:
             swap.unload_all()  # the layer prefetched for a next pass
@@ -249,15 +275,26 @@ def _step_velocity(
     uncond_cache,
     both: BatchedTextKV | None,
     guidance: float,
+    parallel: ParallelRuntime | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The guided float32 velocity of one step (``uncond_cache`` / ``both`` set when guidance applies) for the video
-    and, when ``sound_latents`` is given, for the sound (``None`` otherwise)."""
+    and, when ``sound_latents`` is given, for the sound (``None`` otherwise). With CFG parallel (``parallel.config.cfg
+    == 2``) this rank runs only its branch and the pair is exchanged."""
     if sound_latents is not None:
         kwargs["sound"] = sound_latents
 
     def split(out) -> tuple[torch.Tensor, torch.Tensor | None]:
         return (out[0].float(), out[1].float()) if sound_latents is not None else (out.float(), None)
+
+    if uncond_cache is not None and parallel is not None and parallel.config.cfg == 2:
+        mine = parallel.cfg_index == 0
+        v, v_sound = split(transformer.velocity(
+            latents, timestep, cond_cache if mine else uncond_cache, branch="cond" if mine else "uncond", **kwargs
+        ))
+        v = cfg_combine(*parallel.exchange_cfg(v), guidance)
+        v_sound = cfg_combine(*parallel.exchange_cfg(v_sound), guidance) if v_sound is not None else None
+        return v, v_sound
 
     if both is not None:
         pair, pair_sound = split(transformer.velocity_batch(latents, timestep, both, branch="cfg", **kwargs))
