@@ -123,7 +123,8 @@ def test_structured_prompt_node(m):
 
 def test_text_encode_plain_prompt_choice(m, model, monkeypatch):
     def cond(prompt, choice):
-        return m.text.TextEncode.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0, choice)[0].cond_text
+        return m.text.TextEncode.execute(model, prompt, "", "framework", "auto", W, H, F, 24.0,
+                                          plain_prompt=choice)[0].cond_text
 
     prose = cond(PROMPT, "auto")
     assert prose.startswith(PROMPT) and prose == cond(PROMPT, "as_text")  # not Edge: as trained, prose metadata

@@ -41,7 +41,7 @@ def test_gguf_files_are_listed_and_load(nodes, comfy_stub):
     options = nodes.ModelLoader.INPUT_TYPES()["required"]["checkpoint"][1]["options"]
     assert "c3_q8.gguf" in options and "c3_bf16.gguf" in options
     assert "llama.gguf" not in options and "broken.gguf" not in options
-    model, info = nodes.ModelLoader.execute("c3_q8.gguf", "fp32", TOKENIZER)
+    model, info = nodes.ModelLoader.execute("c3_q8.gguf", "fp32", TOKENIZER)[:2]
     quantised = [m for m in model.transformer.modules() if type(m).__name__ == "QuantLinear"]  # the pack's class
     assert quantised and {m.fmt for m in quantised} == {"Q8_0"}
     assert model.info.name == "c3_q8" and "c3_q8.gguf" in info
