@@ -149,7 +149,7 @@ def parse_lora(state: Mapping[str, torch.Tensor], model, source: str = "LoRA") -
     """The updates of a LoRA state dict for ``model`` (a :class:`Cosmos3Transformer`), in file order.
 
     Raises :class:`LoraError` (summary line first, then a capped list) for keys that match no weight, unpaired
-    up/down tensors, shapes that do not fit the weight, and fp8-stored weights."""
+    up/down tensors, shapes that do not fit the weight, and fp8- or integer-stored (quantised) weights."""
     names = _Names(model)
     parts: dict[str, dict[str, torch.Tensor]] = {}
     unknown: list[str] = []
@@ -175,6 +175,10 @@ def parse_lora(state: Mapping[str, torch.Tensor], model, source: str = "LoRA") -
         weight = names.params[target]
         if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
             problems.append(f"{module}: {target} is stored as fp8; load the model with weight_storage 'default'")
+            continue
+        if not weight.dtype.is_floating_point:  # int8 / int4 / GGUF blocks: a LoRA cannot be added to packed data
+            problems.append(f"{module}: {target} is stored quantised ({weight.dtype}); load an unquantised "
+                            "checkpoint with weight_storage 'default'")
             continue
         if weight.ndim != 2 or up.ndim != 2 or down.ndim != 2 or up.shape[1] != down.shape[0] or (
             up.shape[0], down.shape[1]) != tuple(weight.shape):
