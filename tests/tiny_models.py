@@ -115,8 +115,8 @@ LORA_FILE = "cosmos3_tiny_lora.safetensors"
 
 
 def install_lora(models_dir: Path) -> dict[str, str]:
-    """models/loras/cosmos3_tiny_lora.safetensors: a random rank-2 LoRA for the tiny checkpoint (diffusers
-    names, lora_A/lora_B) on one generation-tower and one text-tower projection."""
+    """models/loras/cosmos3_tiny_lora.safetensors (and the workflow's placeholder name): a random rank-2 LoRA
+    for the tiny checkpoint (diffusers names, lora_A/lora_B) on one generation-tower and one text-tower projection."""
     from safetensors.torch import save_file
 
     from cosmos3.demo import DEMO_TRANSFORMER
@@ -135,6 +135,9 @@ def install_lora(models_dir: Path) -> dict[str, str]:
     path = Path(models_dir) / "loras" / LORA_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
+    # ... and under the shipped workflow's placeholder name, as a user who put their LoRA there has it (the
+    # frontend checks a LoRA combo's value against the installed files; a missing file is reported, rightly)
+    save_file(state, str(path.with_name(LORA_PLACEHOLDER)))
     return {LORA_PLACEHOLDER: LORA_FILE}
 
 
