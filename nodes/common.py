@@ -12,10 +12,15 @@ Limits come from the library (:mod:`cosmos3.geometry`), so the widgets, the chec
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 
 from ..cosmos3 import geometry
 from ..cosmos3.dtypes import DTYPES
+from ..cosmos3.files.safetensors import CheckpointError, read_header
 from ._comfy import io
 
 CATEGORY_ROOT = "Cosmos3 MoT"
@@ -144,3 +149,31 @@ def check_choice(name: str, value, choices) -> None:
     """``ValueError`` naming the allowed values when ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# What a model file holds, for the loaders' file lists (probed once per file version)
+
+_file_checks: dict[tuple[str, str, int, int], bool] = {}
+
+
+def cached_file_check(path: str | os.PathLike, kind: str, check: Callable[[Path], bool]) -> bool:
+    """``check(path)`` cached per ``kind`` and file version (path, size, modification time); a file that cannot be
+    stat'ed, read or parsed (:class:`CheckpointError` / ``OSError`` from ``check``) is ``False``."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    key = (kind, str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _file_checks:
+        try:
+            _file_checks[key] = bool(check(path))
+        except (CheckpointError, OSError):
+            _file_checks[key] = False
+    return _file_checks[key]
+
+
+def safetensors_names(path: Path) -> list[str]:
+    """The tensor names in a safetensors file's header (nothing else is read)."""
+    return list(read_header(path)[0])

@@ -35,7 +35,6 @@ import torch
 from ..cosmos3.defaults import checkpoint_kind_from_name
 from ..cosmos3.files.checkpoint import CheckpointInfo
 from ..cosmos3.files.gguf_reader import GGUFFileReader
-from ..cosmos3.files.safetensors import CheckpointError, read_header
 from ..cosmos3.model.loading import load_transformer
 from ..cosmos3.model.transformer import module_nbytes
 from ..cosmos3.text.tokenizer import load_text_tokenizer
@@ -43,7 +42,17 @@ from ..cosmos3.vae.latent_stats import LatentStats
 from ..cosmos3.variants import variant_from_config
 from . import _comfy, core_model
 from ._comfy import io
-from .common import AUTO, C3MOT_MODEL, CATEGORY_ROOT, check_choice, dtype_input, node_schema, resolve_dtype
+from .common import (
+    AUTO,
+    C3MOT_MODEL,
+    CATEGORY_ROOT,
+    cached_file_check,
+    check_choice,
+    dtype_input,
+    node_schema,
+    resolve_dtype,
+    safetensors_names,
+)
 
 log = logging.getLogger("cosmos3_mot")
 
@@ -69,43 +78,17 @@ CHECKPOINT_HINT = (
 # Choices
 
 _comfy.register_pack_folders()
-_header_cache: dict[tuple[str, int, int], bool] = {}
-
-
 def is_cosmos3_file(path: str | os.PathLike) -> bool:
     """True when a safetensors file's header names Cosmos3 generation-tower tensors (cached per file
     size and modification time; unreadable or corrupt files are not Cosmos3 files)."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _header_cache:
-        try:
-            tensors, _ = read_header(path)
-        except (CheckpointError, OSError):
-            tensors = {}
-        _header_cache[key] = any(_COSMOS3_KEY_MARKER in name for name in tensors)
-    return _header_cache[key]
+    return cached_file_check(path, "cosmos3-safetensors",
+                             lambda p: any(_COSMOS3_KEY_MARKER in name for name in safetensors_names(p)))
 
 
 def is_cosmos3_gguf(path: str | os.PathLike) -> bool:
     """True when a GGUF file's architecture is ``cosmos3`` and its tensors are readable (cached like
     :func:`is_cosmos3_file`)."""
-    path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _header_cache:
-        try:
-            GGUFFileReader(path)
-            _header_cache[key] = True
-        except (CheckpointError, OSError):
-            _header_cache[key] = False
-    return _header_cache[key]
+    return cached_file_check(path, "cosmos3-gguf", lambda p: GGUFFileReader(p) is not None)
 
 
 def checkpoint_sources() -> dict[str, Path]:

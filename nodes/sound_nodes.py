@@ -23,10 +23,10 @@ import torch
 from ..cosmos3.audio import SoundTokenizerConfig, SoundUnavailableError, load_sound_decoder, read_sound_config
 from ..cosmos3.audio.loading import FOLDER as SOUND_FOLDER
 from ..cosmos3.audio.loading import inspect_sound_tokenizer
-from ..cosmos3.files.safetensors import CheckpointError, read_header
+from ..cosmos3.files.safetensors import CheckpointError
 from . import _comfy
 from ._comfy import io
-from .common import AUTO, CATEGORY_ROOT, check_choice, node_schema
+from .common import AUTO, CATEGORY_ROOT, cached_file_check, check_choice, node_schema, safetensors_names
 
 log = logging.getLogger("cosmos3_mot")
 
@@ -35,7 +35,6 @@ SOUND_CHOICES = ["off", AUTO, "on"]
 SOUND_FILE_KEY = "vae"
 LATENT_KEY = "cosmos3_sound_tokenizer"
 _DECODER_MARKER = "decoder.block.0.conv_t1."
-_header_cache: dict[tuple[str, int, int], bool] = {}
 _decoders: dict[tuple[str, torch.dtype], object] = {}
 
 SOUND_INPUT_TOOLTIP = (
@@ -121,18 +120,8 @@ def sound_output() -> io.Latent.Output:
 
 def is_sound_tokenizer_file(path: Path) -> bool:
     """A safetensors file whose header holds the AVAE decoder (cached per size and modification time)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _header_cache:
-        try:
-            tensors, _ = read_header(path)
-        except (CheckpointError, OSError):
-            tensors = {}
-        _header_cache[key] = any(name.startswith(_DECODER_MARKER) for name in tensors)
-    return _header_cache[key]
+    return cached_file_check(path, "sound-tokenizer",
+                             lambda p: any(name.startswith(_DECODER_MARKER) for name in safetensors_names(p)))
 
 
 def sound_tokenizer_sources() -> dict[str, Path]:
