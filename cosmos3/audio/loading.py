@@ -24,9 +24,9 @@ from ..files.safetensors import (
     SafetensorsReader,
     assign_tensor,
     check_keys,
-    checkpoint_files,
-    meta_leftovers,
+    finish_loading,
     module_shapes,
+    resolve_component,
 )
 from .config import SoundConfigError, SoundTokenizerConfig
 from .decoder import SoundDecoder
@@ -56,25 +56,8 @@ def _read_config(path: Path) -> SoundTokenizerConfig:
 
 def resolve_sound_location(path: str | Path) -> tuple[list[Path], SoundTokenizerConfig, str]:
     """``(safetensors files, config, description)`` of a sound tokenizer location."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file or folder (expected the checkpoint's {FOLDER}/ folder)")
-    if path.is_dir():
-        folder = path
-        if not (folder / "config.json").is_file() and (folder / FOLDER / "config.json").is_file():
-            folder = folder / FOLDER
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise CheckpointError(
-                f"{path}: not a sound tokenizer folder (no config.json here or in {FOLDER}/); pass the folder holding "
-                "config.json + diffusion_pytorch_model.safetensors, or a single .safetensors file"
-            )
-        config = _read_config(config_path)
-        return checkpoint_files(folder, preferred_stem="diffusion_pytorch_model"), config, str(folder)
-    files = checkpoint_files(path)
-    sibling = path.parent / "config.json"
-    config = _read_config(sibling) if sibling.is_file() else SoundTokenizerConfig()
-    return files, config, str(path)
+    return resolve_component(path, FOLDER, "sound tokenizer", _read_config, SoundTokenizerConfig(),
+                             missing_hint=f" (expected the checkpoint's {FOLDER}/ folder)")
 
 
 def read_sound_config(path: str | Path) -> SoundTokenizerConfig:
@@ -178,9 +161,5 @@ def load_sound_decoder(
             else:
                 tensor = reader.load(stored[0])
             assign_tensor(model, key, tensor.to(device=device, dtype=dtype))
-    leftovers = meta_leftovers(model)
-    if leftovers:  # pragma: no cover - check_keys guarantees completeness
-        raise CheckpointKeyError(f"{source}: parameters never loaded: {', '.join(leftovers)}")
-    model.eval()
-    model.requires_grad_(False)
+    finish_loading(model, source)
     return model

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -249,6 +250,38 @@ class SafetensorsReader(Mapping[str, TensorInfo]):
 MAX_LISTED_KEYS = 12  # per category in a key-mismatch error; the counts always cover everything
 
 
+def resolve_component(
+    path: str | Path,
+    subfolder: str,
+    what: str,
+    read_config: Callable[[Path], Any],
+    default_config: Any,
+    missing_hint: str = "",
+) -> tuple[list[Path], Any, str]:
+    """``(safetensors files, config, description)`` of one diffusers component (e.g. ``vae/``): a folder holding
+    ``config.json`` + ``diffusion_pytorch_model*.safetensors``, a checkpoint folder whose ``subfolder/`` holds
+    them, or a single ``.safetensors`` file (config: a ``config.json`` beside it, else ``default_config``).
+    ``what`` names the component in errors; ``missing_hint`` is appended to the no-such-path error."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder{missing_hint}")
+    if path.is_dir():
+        folder = path
+        if not (folder / "config.json").is_file() and (folder / subfolder / "config.json").is_file():
+            folder = folder / subfolder
+        config_path = folder / "config.json"
+        if not config_path.is_file():
+            raise CheckpointError(
+                f"{path}: not a {what} folder (no config.json here or in {subfolder}/); pass the folder holding "
+                "config.json + diffusion_pytorch_model.safetensors, or a single .safetensors file"
+            )
+        config = read_config(config_path)
+        return checkpoint_files(folder, preferred_stem="diffusion_pytorch_model"), config, str(folder)
+    files = checkpoint_files(path)
+    sibling = path.parent / "config.json"
+    return files, (read_config(sibling) if sibling.is_file() else default_config), str(path)
+
+
 def check_keys(
     expected: Mapping[str, tuple[int, ...]],
     found: Mapping[str, tuple[int, ...]],
@@ -311,3 +344,13 @@ def module_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 def meta_leftovers(module: torch.nn.Module) -> list[str]:
     """Names of parameters/buffers still on the meta device (i.e. never assigned)."""
     return [k for k, v in module.state_dict(keep_vars=True).items() if v.is_meta]
+
+
+def finish_loading(module: torch.nn.Module, source: str) -> None:
+    """Check that every parameter/buffer of a meta-built ``module`` was assigned, then put it in inference mode
+    (``eval``, no gradients)."""
+    leftovers = meta_leftovers(module)
+    if leftovers:  # pragma: no cover - check_keys guarantees completeness
+        raise CheckpointKeyError(f"{source}: parameters never loaded: {', '.join(leftovers)}")
+    module.eval()
+    module.requires_grad_(False)

@@ -27,9 +27,9 @@ from ..files.safetensors import (
     SafetensorsReader,
     assign_tensor,
     check_keys,
-    checkpoint_files,
-    meta_leftovers,
+    finish_loading,
     module_shapes,
+    resolve_component,
 )
 from .config import WAN22_VAE_CONFIG, VAEConfigError, WanVAEConfig
 from .model import WanVAE
@@ -128,26 +128,7 @@ def _read_config(config_path: Path) -> WanVAEConfig:
 
 def resolve_vae_location(path: str | Path) -> tuple[list[Path], WanVAEConfig, str]:
     """Return ``(safetensors files, config, description)`` for a folder or single-file location."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file or folder")
-    if path.is_dir():
-        folder = path
-        if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
-            folder = folder / "vae"
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise CheckpointError(
-                f"{path}: not a diffusers VAE folder (no config.json here or in vae/); pass the folder holding "
-                "config.json + diffusion_pytorch_model.safetensors, or a single .safetensors file"
-            )
-        config = _read_config(config_path)
-        files = checkpoint_files(folder, preferred_stem="diffusion_pytorch_model")
-        return files, config, str(folder)
-    files = checkpoint_files(path)
-    sibling = path.parent / "config.json"
-    config = _read_config(sibling) if sibling.is_file() else WAN22_VAE_CONFIG
-    return files, config, str(path)
+    return resolve_component(path, "vae", "diffusers VAE", _read_config, WAN22_VAE_CONFIG)
 
 
 def load_vae(
@@ -184,9 +165,5 @@ def load_vae(
         for key in shapes:
             tensor = reader.load(names[key]).to(device=device, dtype=dtype)
             assign_tensor(model, key, tensor)
-    leftovers = meta_leftovers(model)
-    if leftovers:  # pragma: no cover - check_keys guarantees completeness
-        raise CheckpointKeyError(f"{source}: parameters never loaded: {', '.join(leftovers)}")
-    model.eval()
-    model.requires_grad_(False)
+    finish_loading(model, source)
     return model
