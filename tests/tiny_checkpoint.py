@@ -35,19 +35,21 @@ def native_scheduler(shift: float):
     )
 
 
-def build_reference_pipeline(seed: int = 0, scheduler=None, **pipeline_flags):
-    """An in-memory diffusers ``Cosmos3OmniPipeline`` (fp32) with random tiny components."""
+def build_reference_pipeline(seed: int = 0, scheduler=None, *, transformer_config=None, sound_tokenizer=None,
+                             **pipeline_flags):
+    """An in-memory diffusers ``Cosmos3OmniPipeline`` (fp32) with random tiny components (``transformer_config``:
+    default :data:`PIPELINE_TRANSFORMER`; ``sound_tokenizer``: a diffusers audio tokenizer for sound)."""
     from diffusers import Cosmos3OmniPipeline
     from transformers import AutoTokenizer
 
-    transformer = build_reference(PIPELINE_TRANSFORMER, seed=seed)
+    transformer = build_reference(transformer_config or PIPELINE_TRANSFORMER, seed=seed)
     vae = make_reference_vae(seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_tokenizer_files()), local_files_only=True)
     flags = dict(enable_safety_checker=False, default_use_system_prompt=True, use_native_flow_schedule=False)
     flags.update(pipeline_flags)
     return Cosmos3OmniPipeline(
         transformer=transformer, text_tokenizer=tokenizer, vae=vae, scheduler=scheduler or shipped_scheduler(),
-        safety_checker=None, **flags,
+        safety_checker=None, **({"sound_tokenizer": sound_tokenizer} if sound_tokenizer is not None else {}), **flags,
     )
 
 

@@ -10,13 +10,9 @@ diffusers is the test oracle only.
 
 from __future__ import annotations
 
-import math
-
 import torch
-from tiny_checkpoint import PIPELINE_TRANSFORMER, shipped_scheduler
-from tiny_tokenizer import qwen_tokenizer_files
-from tiny_transformer import build_reference
-from tiny_vae import make_reference_vae
+from tiny_checkpoint import PIPELINE_TRANSFORMER, build_reference_pipeline
+from tiny_transformer import pack_reference_inputs
 
 SOUND_DIM = 16
 # 960 Hz, hop 6: a 9-frame clip at 24 fps is 360 samples = 60 latent frames.
@@ -54,30 +50,10 @@ def reference_velocity_av(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """diffusers forward with sound tokens: ``latents`` [1, C, T, h, w], ``sound`` [1, sound_dim, T_s] ->
     (vision velocity [1, C, T, h, w], sound velocity [1, sound_dim, T_s])."""
-    from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import (
-        get_3d_mrope_ids_text_tokens,
-        get_3d_mrope_ids_vae_tokens,
-    )
+    from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import get_3d_mrope_ids_vae_tokens
 
     cfg = model.config
-    ids = input_ids.reshape(-1).long()
-    und_len = ids.shape[0]
-    text_ids, next_offset = get_3d_mrope_ids_text_tokens(
-        num_tokens=und_len, temporal_offset=0, use_float_positions=cfg.enable_fps_modulation
-    )
-    offset = next_offset + cfg.unified_3d_mrope_temporal_modality_margin
-    _, _, frames, height, width = latents.shape
-    p = cfg.latent_patch_size
-    rows, cols = math.ceil(height / p), math.ceil(width / p)
-    per_frame = rows * cols
-    num_vision = frames * per_frame
-    noisy = torch.tensor([f for f in range(frames) if f not in set(condition_frames)], dtype=torch.long)
-    mse = [und_len + f * per_frame + j for f in noisy.tolist() for j in range(per_frame)]
-    vision_ids, _ = get_3d_mrope_ids_vae_tokens(
-        grid_t=frames, grid_h=rows, grid_w=cols, temporal_offset=offset,
-        reset_spatial_indices=cfg.unified_3d_mrope_reset_spatial_ids,
-        fps=fps if cfg.enable_fps_modulation else None, base_fps=float(cfg.base_fps), temporal_compression_factor=4,
-    )
+    kwargs, offset, start = pack_reference_inputs(model, input_ids, latents, timestep, fps, condition_frames)
     sound_len = sound.shape[-1]
     sound_ids, _ = get_3d_mrope_ids_vae_tokens(
         grid_t=sound_len, grid_h=1, grid_w=1, temporal_offset=offset,
@@ -85,23 +61,13 @@ def reference_velocity_av(
         fps=float(cfg.sound_latent_fps) if cfg.enable_fps_modulation else None, base_fps=float(cfg.base_fps),
         temporal_compression_factor=1,
     )
-    start = und_len + num_vision
+    kwargs["position_ids"] = torch.cat([kwargs["position_ids"], sound_ids], dim=1)
     sound_index = torch.arange(start, start + sound_len)
-    dtype = model.proj_in.weight.dtype
     with torch.no_grad():
         preds, preds_sound, _ = model(
-            input_ids=ids,
-            text_indexes=torch.arange(und_len),
-            position_ids=torch.cat([text_ids, vision_ids, sound_ids], dim=1),
-            und_len=und_len,
+            **kwargs,
             sequence_length=start + sound_len,
-            vision_tokens=[latents.to(dtype)],
-            vision_token_shapes=[(frames, rows, cols)],
-            vision_sequence_indexes=torch.arange(und_len, und_len + num_vision),
-            vision_mse_loss_indexes=torch.tensor(mse, dtype=torch.long),
-            vision_timesteps=torch.full((len(noisy) * per_frame,), timestep),
-            vision_noisy_frame_indexes=[noisy],
-            sound_tokens=[sound[0].to(dtype)],
+            sound_tokens=[sound[0].to(model.proj_in.weight.dtype)],
             sound_token_shapes=[(sound_len, 1, 1)],
             sound_sequence_indexes=sound_index,
             sound_mse_loss_indexes=sound_index.clone(),
@@ -114,18 +80,8 @@ def reference_velocity_av(
 
 def build_sound_pipeline(seed: int = 0, scheduler=None, **pipeline_flags):
     """An in-memory diffusers ``Cosmos3OmniPipeline`` (fp32) with a sound-capable transformer and tokenizer."""
-    from diffusers import Cosmos3OmniPipeline
-    from transformers import AutoTokenizer
-
-    transformer = build_reference(SOUND_TRANSFORMER, seed=seed)
-    vae = make_reference_vae(seed=seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(qwen_tokenizer_files()), local_files_only=True)
-    flags = dict(enable_safety_checker=False, default_use_system_prompt=True, use_native_flow_schedule=False)
-    flags.update(pipeline_flags)
-    return Cosmos3OmniPipeline(
-        transformer=transformer, text_tokenizer=tokenizer, vae=vae, scheduler=scheduler or shipped_scheduler(),
-        sound_tokenizer=make_reference_sound_tokenizer(seed=seed + 1), safety_checker=None, **flags,
-    )
+    return build_reference_pipeline(seed, scheduler, transformer_config=SOUND_TRANSFORMER,
+                                    sound_tokenizer=make_reference_sound_tokenizer(seed=seed + 1), **pipeline_flags)
 
 
 def reference_av(pipe, seed: int = 0, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:

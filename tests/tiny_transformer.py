@@ -175,18 +175,16 @@ def write_random_checkpoint(
 # ---------------------------------------------------------------------------------------------- oracle
 
 
-def reference_velocity(
+def pack_reference_inputs(
     model,
     input_ids: torch.Tensor,
     latents: torch.Tensor,
     timestep: int | float,
     fps: float = 24.0,
     condition_frames: tuple[int, ...] = (),
-) -> torch.Tensor:
-    """One diffusers forward on the packed ``[text ; vision]`` sequence, built like ``Cosmos3OmniPipeline``.
-
-    ``latents`` [1, C, T, h, w]; returns the vision velocity [1, C, T, h, w] (zeros at conditioning frames).
-    """
+) -> tuple[dict, int, int]:
+    """The ``[text ; vision]`` part of a diffusers forward, packed like ``Cosmos3OmniPipeline``: ``(forward kwargs,
+    temporal offset of the generated modalities, sequence length so far)``. ``latents`` [1, C, T, h, w]."""
     from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import (
         get_3d_mrope_ids_text_tokens,
         get_3d_mrope_ids_vae_tokens,
@@ -211,20 +209,34 @@ def reference_velocity(
         reset_spatial_indices=cfg.unified_3d_mrope_reset_spatial_ids,
         fps=fps if cfg.enable_fps_modulation else None, base_fps=float(cfg.base_fps), temporal_compression_factor=4,
     )
-    dtype = model.proj_in.weight.dtype
+    kwargs = dict(
+        input_ids=ids,
+        text_indexes=torch.arange(und_len),
+        position_ids=torch.cat([text_ids, vision_ids], dim=1),
+        und_len=und_len,
+        vision_tokens=[latents.to(model.proj_in.weight.dtype)],
+        vision_token_shapes=[(frames, rows, cols)],
+        vision_sequence_indexes=torch.arange(und_len, und_len + num_vision),
+        vision_mse_loss_indexes=torch.tensor(mse, dtype=torch.long),
+        vision_timesteps=torch.full((len(noisy) * per_frame,), timestep),
+        vision_noisy_frame_indexes=[noisy],
+    )
+    return kwargs, offset, und_len + num_vision
+
+
+def reference_velocity(
+    model,
+    input_ids: torch.Tensor,
+    latents: torch.Tensor,
+    timestep: int | float,
+    fps: float = 24.0,
+    condition_frames: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """One diffusers forward on the packed ``[text ; vision]`` sequence, built like ``Cosmos3OmniPipeline``.
+
+    ``latents`` [1, C, T, h, w]; returns the vision velocity [1, C, T, h, w] (zeros at conditioning frames).
+    """
+    kwargs, _, length = pack_reference_inputs(model, input_ids, latents, timestep, fps, condition_frames)
     with torch.no_grad():
-        preds, _, _ = model(
-            input_ids=ids,
-            text_indexes=torch.arange(und_len),
-            position_ids=torch.cat([text_ids, vision_ids], dim=1),
-            und_len=und_len,
-            sequence_length=und_len + num_vision,
-            vision_tokens=[latents.to(dtype)],
-            vision_token_shapes=[(frames, rows, cols)],
-            vision_sequence_indexes=torch.arange(und_len, und_len + num_vision),
-            vision_mse_loss_indexes=torch.tensor(mse, dtype=torch.long),
-            vision_timesteps=torch.full((len(noisy) * per_frame,), timestep),
-            vision_noisy_frame_indexes=[noisy],
-            return_dict=False,
-        )
+        preds, _, _ = model(**kwargs, sequence_length=length, return_dict=False)
     return preds[0]
